@@ -1,8 +1,14 @@
 """Embedded demo datasets built from images that installed packages bundle (no download).
 
 - ``digits``: scikit-learn's 8x8 handwritten digits, upscaled to PNG files. Far from ImageNet.
-- ``photos``: crops of scikit-learn's two sample photographs (a temple in China and a flower).
-  Natural photos, close to ImageNet.
+- ``photos``: crops of six photographs that scikit-learn and scikit-image bundle (a cat,
+  coffee, a rocket, an astronaut, a temple, a flower). Natural photos, close to ImageNet.
+- ``microscopy``: crops of scikit-image's histology, retina and cell images. Far from ImageNet.
+- ``shapes``: line drawings of circles, squares and triangles. Far from ImageNet.
+- ``noise``: uniform RGB noise, two arbitrary classes. Far from ImageNet.
+- ``flat``: single-colour images, two arbitrary classes. Far from ImageNet.
+
+The last three serve calibration and tests of the similarity score.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from PIL import Image
 
 __all__ = ["DEMOS", "make_demo"]
 
-DEMOS = ("digits", "photos")
+DEMOS = ("digits", "photos", "microscopy", "shapes", "noise", "flat")
 _MARKER = ".advisor-demo.json"
 
 
@@ -37,22 +43,96 @@ def _write_digits(root: Path, *, per_class: int, size: int, seed: int) -> None:
             img.save(folder / f"digit_{i:04d}.png")
 
 
-def _write_photos(root: Path, *, per_class: int, size: int, seed: int) -> None:
+def _photo_sources() -> dict[str, np.ndarray]:
+    from skimage import data as skdata
     from sklearn.datasets import load_sample_images
 
-    photos = load_sample_images()
+    china, flower = load_sample_images().images
+    return {
+        "cat": skdata.chelsea(), "coffee": skdata.coffee(), "rocket": skdata.rocket(),
+        "astronaut": skdata.astronaut(), "temple": china, "flower": flower,
+    }
+
+
+def _microscopy_sources() -> dict[str, np.ndarray]:
+    from skimage import data as skdata
+
+    return {"histology": skdata.immunohistochemistry(), "retina": skdata.retina(), "cells": skdata.cell()}
+
+
+def _write_crops(root: Path, sources: dict[str, np.ndarray], *, per_class: int, size: int, seed: int) -> None:
+    """Random square crops (and flips) of each source image; the class is the source."""
     rng = np.random.default_rng(seed)
-    for name, array in zip(("temple", "flower"), photos.images):
+    for name, array in sources.items():
         folder = root / name
         folder.mkdir(parents=True)
-        h, w = array.shape[:2]
+        image = Image.fromarray(array).convert("RGB")
+        w, h = image.size
         for k in range(per_class):
-            side = int(rng.integers(min(h, w) // 3, min(h, w)))
+            side = int(rng.integers(min(h, w) // 3, min(h, w) + 1))
             top, left = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-            crop = Image.fromarray(array[top:top + side, left:left + side]).resize((size, size))
+            crop = image.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.BICUBIC)
             if rng.random() < 0.5:
                 crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
             crop.save(folder / f"{name}_{k:03d}.jpg", quality=90)
+
+
+def _write_photos(root: Path, *, per_class: int, size: int, seed: int) -> None:
+    _write_crops(root, _photo_sources(), per_class=per_class, size=size, seed=seed)
+
+
+def _write_microscopy(root: Path, *, per_class: int, size: int, seed: int) -> None:
+    _write_crops(root, _microscopy_sources(), per_class=per_class, size=size, seed=seed)
+
+
+def _write_shapes(root: Path, *, per_class: int, size: int, seed: int) -> None:
+    from PIL import ImageDraw
+
+    rng = np.random.default_rng(seed)
+    for shape in ("circle", "square", "triangle"):
+        folder = root / shape
+        folder.mkdir(parents=True)
+        for k in range(per_class):
+            img = Image.new("RGB", (size, size), "white")
+            draw = ImageDraw.Draw(img)
+            r = rng.uniform(0.15, 0.4) * size
+            cx, cy = rng.uniform(r, size - r, size=2)
+            width = int(rng.integers(1, max(2, size // 30) + 1))
+            if shape == "circle":
+                draw.ellipse([cx - r, cy - r, cx + r, cy + r], outline="black", width=width)
+            elif shape == "square":
+                draw.rectangle([cx - r, cy - r, cx + r, cy + r], outline="black", width=width)
+            else:
+                pts = [(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r), (cx, cy - r)]
+                draw.line(pts, fill="black", width=width)
+            img.save(folder / f"{shape}_{k:03d}.png")
+
+
+def _write_noise(root: Path, *, per_class: int, size: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    for cls in ("a", "b"):
+        folder = root / cls
+        folder.mkdir(parents=True)
+        for k in range(per_class):
+            pixels = rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / f"noise_{k:03d}.png")
+
+
+def _write_flat(root: Path, *, per_class: int, size: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    for cls in ("a", "b"):
+        folder = root / cls
+        folder.mkdir(parents=True)
+        for k in range(per_class):
+            colour = tuple(int(c) for c in rng.integers(0, 256, size=3))
+            Image.new("RGB", (size, size), colour).save(folder / f"flat_{k:03d}.png")
+
+
+_WRITERS = {
+    "digits": _write_digits, "photos": _write_photos, "microscopy": _write_microscopy,
+    "shapes": _write_shapes,
+    "noise": _write_noise, "flat": _write_flat,
+}
 
 
 def make_demo(out_dir: str | os.PathLike, name: str = "digits", *, per_class: int = 40,
@@ -70,8 +150,8 @@ def make_demo(out_dir: str | os.PathLike, name: str = "digits", *, per_class: in
     """
     if name not in DEMOS:
         raise ValueError(f"unknown demo {name!r}; choose one of {', '.join(DEMOS)}")
-    size = size or (32 if name == "digits" else 160)
-    options = {"name": name, "per_class": per_class, "size": size, "seed": seed, "version": 1}
+    size = size or {"digits": 32, "photos": 160}.get(name, 96)
+    options = {"name": name, "per_class": per_class, "size": size, "seed": seed, "version": 2}
     dest = Path(out_dir) / name
     marker = dest / _MARKER
     if marker.is_file():
@@ -83,8 +163,7 @@ def make_demo(out_dir: str | os.PathLike, name: str = "digits", *, per_class: in
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out_dir, prefix=f".{name}-"))
     try:
-        writer = _write_digits if name == "digits" else _write_photos
-        writer(tmp, per_class=per_class, size=size, seed=seed)
+        _WRITERS[name](tmp, per_class=per_class, size=size, seed=seed)
         (tmp / _MARKER).write_text(json.dumps(options))
         if dest.exists():
             shutil.rmtree(dest)

@@ -1,0 +1,742 @@
+"""The profiler: how big the dataset is and how far its features are from ImageNet's.
+
+One pass over a stratified sample per backbone collects, with forward hooks and at the same
+time, the penultimate embeddings, the ImageNet head's logits, the per-channel mean/variance of
+the input of every BatchNorm layer, and a downsampled copy of the input (the raw-pixel
+baseline). Everything after that pass works on cached arrays.
+
+Similarity to ImageNet, without ImageNet data
+---------------------------------------------
+A BatchNorm layer's running mean/variance are ImageNet's own activation statistics at that
+layer. The profiler measures the target's statistics at the same layers and takes the mean
+per-channel Gaussian KL divergence ``KL(target || ImageNet)`` per stage, over all layers, and
+over the deeper half of the layers (the one the score uses: early layers react to colour and
+contrast, deep layers to content).
+The ImageNet head adds three signals: the mean max-softmax probability, the mean normalised
+entropy, and the mean energy ``-logsumexp(logits)``.
+
+Each signal ``s`` is mapped to a closeness score in [0, 1] with a logistic curve,
+``score = 1 / (1 + exp(direction * (s - midpoint) / width))``, whose midpoint and width were
+calibrated on real data near to and far from ImageNet (see :data:`SIGNAL_CALIBRATION` and
+``benchmarks/similarity.py``). The similarity is the weighted mean of the available scores
+(BatchNorm divergence weight 2, each softmax signal weight 1); backbones without BatchNorm use
+the softmax signals alone, and the output says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from advisor import metrics
+from advisor.backbones import Backbone, get_backbone
+from advisor.data import (
+    Dataset,
+    ImageFolder,
+    ImageLoadError,
+    Sample,
+    Skipped,
+    collate_skipping,
+    read_header,
+    scan,
+    stratified_sample,
+)
+
+__all__ = [
+    "BackboneProfile",
+    "DatasetSummary",
+    "Features",
+    "Profile",
+    "ProfileConfig",
+    "SIGNAL_CALIBRATION",
+    "extract_features",
+    "profile",
+    "resolve_device",
+    "similarity_score",
+    "summarize_dataset",
+]
+
+CACHE_VERSION = 1
+PIXEL_SIZE = 16  # side of the raw-pixel baseline's downsampled image
+
+#: signal -> (midpoint, width, direction). direction=+1: larger values are farther from
+#: ImageNet; -1: larger values are closer. Calibrated with ``benchmarks/similarity.py`` on
+#: efficientnet_lite0 (ImageNet weights): midpoints sit between the near-ImageNet datasets
+#: (hymenoptera ants/bees, scikit-learn's sample photos) and the far ones (digits, drawings,
+#: noise, flat images). ``bn_divergence`` is compared on a log10 scale.
+SIGNAL_CALIBRATION: dict[str, tuple[float, float, int]] = {
+    "bn_divergence": (math.log10(0.157), 0.08, +1),
+    "max_softmax": (0.23, 0.03, -1),
+    "entropy": (0.61, 0.035, +1),
+    "energy": (-8.5, 0.2, +1),
+}
+SIGNAL_WEIGHTS = {"bn_divergence": 2.0, "max_softmax": 1.0, "entropy": 1.0, "energy": 1.0}
+
+
+def _default_cache_dir() -> Path:
+    env = os.environ.get("ADVISOR_CACHE")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "advisor" / "features"
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``"auto"`` picks cuda, then mps, then cpu; anything else is passed to ``torch.device``."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was asked for but CUDA is not available; use --device cpu")
+    return dev
+
+
+def default_workers() -> int:
+    # Decoding runs beside the forward pass; more workers than cores only adds contention.
+    return max(1, min(4, (os.cpu_count() or 1) - 1))
+
+
+@dataclass(frozen=True)
+class ProfileConfig:
+    """Options of the profiling pass (configuration, kept apart from results).
+
+    Attributes:
+        per_class: At most this many images per class in the sample.
+        total: At most this many images in the sample.
+        seed: Seed of the sample and of the cross-validation folds.
+        image_size: Crop size; ``None`` uses each backbone's default.
+        batch_size: Images per forward pass.
+        num_workers: DataLoader workers; ``None`` picks from the core count.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"``.
+        weights: ``"imagenet"`` or ``None`` (random initialisation).
+        cache_dir: Where features are cached; ``None`` for the default, ``""`` disables.
+        cv: Folds of the probes.
+    """
+
+    per_class: int = 50
+    total: int = 1000
+    seed: int = 0
+    image_size: int | None = None
+    batch_size: int = 32
+    num_workers: int | None = None
+    device: str = "auto"
+    weights: str | None = "imagenet"
+    cache_dir: str | None = None
+    cv: int = 5
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ProfileConfig":
+        return cls(**d)
+
+
+# --------------------------------------------------------------------------- dataset summary
+
+
+def _stats(values: Sequence[float]) -> dict[str, float]:
+    if not values:
+        return {"min": None, "median": None, "max": None}
+    arr = np.asarray(values, dtype=float)
+    return {"min": float(arr.min()), "median": float(np.median(arr)), "max": float(arr.max())}
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    """Size profile: exact counts from the listing, decoded properties from the sample.
+
+    Attributes:
+        path: The data folder.
+        layout: ``"flat"`` or ``"split"``.
+        n_images: Usable images (listing).
+        n_classes: Classes with at least one image.
+        class_counts: Images per class.
+        splits: Per split, images per class (empty for a flat layout).
+        per_class: min / median / max images per class.
+        imbalance_ratio: Largest class over smallest class.
+        skipped: Files left out, each ``{"path", "reason"}``.
+        empty_classes: Class folders without a usable image.
+        image_stats: From the headers of ``n_sampled`` sampled images: width/height
+            min/median/max, modes, formats.
+        fingerprint: Digest of the listing (cache key).
+        thumbnails: A few sample paths per class, for the report.
+    """
+
+    path: str
+    layout: str
+    n_images: int
+    n_classes: int
+    class_counts: dict[str, int]
+    splits: dict[str, dict[str, int]]
+    per_class: dict[str, float]
+    imbalance_ratio: float
+    skipped: tuple[dict[str, str], ...]
+    empty_classes: tuple[str, ...]
+    image_stats: dict[str, Any]
+    fingerprint: str
+    thumbnails: dict[str, list[str]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["skipped"] = list(d["skipped"])
+        d["empty_classes"] = list(d["empty_classes"])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "DatasetSummary":
+        d = dict(d)
+        d["skipped"] = tuple(d["skipped"])
+        d["empty_classes"] = tuple(d["empty_classes"])
+        return cls(**d)
+
+
+def summarize_dataset(dataset: Dataset, sample: Sequence[Sample], *, thumbnails: int = 6,
+                      extra_skipped: Iterable[Skipped] = ()) -> DatasetSummary:
+    """Counts from the listing plus header facts (size, mode, format) of ``sample``."""
+    counts = dataset.class_counts()
+    nonzero = [c for c in counts.values() if c > 0]
+    widths, heights, modes, formats = [], [], {}, {}
+    skipped = list(dataset.skipped) + list(extra_skipped)
+    for s in sample:
+        try:
+            w, h, mode, fmt = read_header(s.path)
+        except ImageLoadError as err:
+            skipped.append(Skipped(s.path, err.reason))
+            continue
+        widths.append(w)
+        heights.append(h)
+        modes[mode] = modes.get(mode, 0) + 1
+        formats[fmt] = formats.get(fmt, 0) + 1
+    splits = {}
+    if dataset.layout == "split":
+        splits = {name: dataset.class_counts(name) for name in dataset.splits}
+    thumbs: dict[str, list[str]] = {}
+    for s in sample:
+        cls = dataset.classes[s.label]
+        if len(thumbs.setdefault(cls, [])) < thumbnails:
+            thumbs[cls].append(s.path)
+    seen, unique = set(), []
+    for sk in skipped:
+        if sk.path not in seen:
+            seen.add(sk.path)
+            unique.append({"path": sk.path, "reason": sk.reason})
+    return DatasetSummary(
+        path=dataset.root,
+        layout=dataset.layout,
+        n_images=len(dataset.samples),
+        n_classes=len(dataset.classes),
+        class_counts=counts,
+        splits=splits,
+        per_class=_stats(nonzero),
+        imbalance_ratio=float(max(nonzero) / min(nonzero)) if nonzero else float("nan"),
+        skipped=tuple(unique),
+        empty_classes=tuple(dataset.empty_classes),
+        image_stats={
+            "n_sampled": len(widths),
+            "width": _stats(widths),
+            "height": _stats(heights),
+            "modes": modes,
+            "formats": formats,
+        },
+        fingerprint=dataset.fingerprint(),
+        thumbnails=thumbs,
+    )
+
+
+# --------------------------------------------------------------------------- feature pass
+
+
+@dataclass
+class Features:
+    """What one pass over a sample collects (arrays; cached as ``.npz``).
+
+    Attributes:
+        embeddings: (n, d) penultimate-layer features.
+        logits: (n, 1000) ImageNet-head logits.
+        labels: (n,) target labels.
+        paths: The n image paths, in row order.
+        pixels: (n, 3*16*16) downsampled network input: the raw-pixel baseline.
+        bn_mean / bn_var: per BatchNorm layer, the target's per-channel input statistics.
+        failures: Images that failed to decode during the pass.
+        seconds: Wall time of the pass (0 when loaded from the cache).
+        cached: Whether it came from the cache.
+    """
+
+    embeddings: np.ndarray
+    logits: np.ndarray
+    labels: np.ndarray
+    paths: list[str]
+    pixels: np.ndarray
+    bn_mean: dict[str, np.ndarray]
+    bn_var: dict[str, np.ndarray]
+    failures: list[Skipped]
+    seconds: float = 0.0
+    cached: bool = False
+
+    def save(self, path: Path) -> None:
+        arrays = {
+            "embeddings": self.embeddings, "logits": self.logits, "labels": self.labels,
+            "pixels": self.pixels,
+        }
+        for name in self.bn_mean:
+            arrays[f"bn_mean::{name}"] = self.bn_mean[name]
+            arrays[f"bn_var::{name}"] = self.bn_var[name]
+        meta = {
+            "paths": self.paths, "seconds": self.seconds,
+            "failures": [[f.path, f.reason] for f in self.failures],
+        }
+        arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, path)  # a partial file never replaces a good one
+
+    @classmethod
+    def load(cls, path: Path) -> "Features":
+        with np.load(path) as z:
+            meta = json.loads(bytes(z["meta"]).decode())
+            bn_mean = {k.split("::", 1)[1]: z[k] for k in z.files if k.startswith("bn_mean::")}
+            bn_var = {k.split("::", 1)[1]: z[k] for k in z.files if k.startswith("bn_var::")}
+            return cls(
+                embeddings=z["embeddings"], logits=z["logits"], labels=z["labels"],
+                paths=list(meta["paths"]), pixels=z["pixels"], bn_mean=bn_mean, bn_var=bn_var,
+                failures=[Skipped(p, r) for p, r in meta["failures"]],
+                seconds=float(meta["seconds"]), cached=True,
+            )
+
+
+class _ChannelStats:
+    """Exact running per-channel mean/variance of a BatchNorm layer's input (Chan et al.)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.mean: torch.Tensor | None = None
+        self.m2: torch.Tensor | None = None
+
+    def __call__(self, _module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        x = inputs[0].detach()
+        dims = [0] + list(range(2, x.ndim))
+        n = x.numel() // x.shape[1]
+        var, mean = torch.var_mean(x.float(), dim=dims, unbiased=False)
+        mean, m2 = mean.double(), var.double() * n
+        if self.mean is None:
+            self.count, self.mean, self.m2 = n, mean, m2
+            return
+        total = self.count + n
+        delta = mean - self.mean
+        self.mean = self.mean + delta * (n / total)
+        self.m2 = self.m2 + m2 + delta.pow(2) * (self.count * n / total)
+        self.count = total
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.mean.cpu().numpy(), (self.m2 / self.count).cpu().numpy()
+
+
+def _cache_key(backbone: Backbone, samples: Sequence[Sample], image_size: int, fingerprint: str) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps({
+        "v": CACHE_VERSION, "backbone": backbone.name, "weights": backbone.weights,
+        "image_size": image_size, "dataset": fingerprint,
+    }, sort_keys=True).encode())
+    for s in samples:
+        h.update(f"{s.path}\0{s.label}\n".encode())
+    return f"{backbone.name}-{backbone.weights}-{image_size}-{h.hexdigest()[:20]}"
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, leave=False)
+
+
+def extract_features(
+    backbone: Backbone,
+    samples: Sequence[Sample],
+    *,
+    image_size: int | None = None,
+    batch_size: int = 32,
+    num_workers: int | None = None,
+    device: str | torch.device = "auto",
+    cache_dir: str | os.PathLike | None = None,
+    fingerprint: str = "",
+    collect_bn: bool = True,
+    progress: bool = False,
+) -> Features:
+    """One inference pass: embeddings, logits, BN-input statistics and raw pixels together.
+
+    Results are cached on disk under a key made of the dataset fingerprint, backbone,
+    weights, image size and the exact sample, and reused by later calls.
+
+    Args:
+        backbone: A built :class:`~advisor.backbones.Backbone`.
+        samples: The images to pass (their order is the row order).
+        image_size: Crop size; ``None`` for the backbone's default.
+        batch_size: Images per forward pass.
+        num_workers: Decoding workers (``None``: from the core count; 0: in-process).
+        device: Where to run.
+        cache_dir: Feature cache folder; ``None`` for the default, ``""`` to disable.
+        fingerprint: Dataset fingerprint for the cache key.
+        collect_bn: Hook every BatchNorm layer for its input statistics.
+        progress: Show a progress bar on stderr.
+
+    Example:
+        >>> feats = extract_features(get_backbone("resnet18", weights=None),
+        ...                          dataset.samples, image_size=64)  # doctest: +SKIP
+        >>> feats.embeddings.shape  # doctest: +SKIP
+        (120, 512)
+    """
+    size = int(image_size or backbone.image_size)
+    cache_root = _default_cache_dir() if cache_dir is None else (Path(cache_dir) if cache_dir else None)
+    cache_file = None
+    if cache_root is not None:
+        cache_file = cache_root / f"{_cache_key(backbone, samples, size, fingerprint)}.npz"
+        if cache_file.is_file():
+            try:
+                return Features.load(cache_file)
+            except (OSError, ValueError, KeyError):
+                pass  # unreadable cache entry: recompute and overwrite it
+
+    dev = resolve_device(device) if isinstance(device, str) else device
+    model = backbone.model.to(dev).eval()
+    if dev.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    stats: dict[str, _ChannelStats] = {}
+    handles = []
+    if collect_bn:
+        for name, module in backbone.batchnorm_layers():
+            stats[name] = _ChannelStats()
+            handles.append(module.register_forward_pre_hook(stats[name]))
+
+    prep = backbone.preprocessing.at_size(size)
+    folder = ImageFolder(samples, prep.eval_transform(), draft_size=(prep.resize_size, prep.resize_size))
+    workers = default_workers() if num_workers is None else num_workers
+    loader = torch.utils.data.DataLoader(
+        folder, batch_size=batch_size, shuffle=False, num_workers=workers,
+        collate_fn=collate_skipping, pin_memory=dev.type == "cuda",
+        persistent_workers=False, prefetch_factor=4 if workers > 0 else None,
+    )
+    emb_parts, logit_parts, label_parts, pixel_parts, index_parts = [], [], [], [], []
+    failures: list[Skipped] = []
+    bar = _progress(len(samples), f"profile {backbone.name}", progress)
+    start = time.perf_counter()
+    amp = dev.type == "cuda"
+    try:
+        with torch.inference_mode():
+            for images, labels, indices, failed in loader:
+                failures.extend(Skipped(f.path, f.reason) for f in failed)
+                if bar is not None:
+                    bar.update(len(indices) + len(failed))
+                if len(indices) == 0:
+                    continue
+                x = images.to(dev, non_blocking=True)
+                if dev.type == "cuda":
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+                    emb, logits = backbone.embed(x)
+                emb_parts.append(emb.float().cpu())
+                logit_parts.append(logits.float().cpu())
+                pixel_parts.append(F.adaptive_avg_pool2d(x.float(), PIXEL_SIZE).flatten(1).cpu())
+                label_parts.append(labels)
+                index_parts.append(indices)
+    finally:
+        for h in handles:
+            h.remove()
+        if bar is not None:
+            bar.close()
+    seconds = time.perf_counter() - start
+    if not emb_parts:
+        raise ImageLoadError(samples[0].path if samples else "", "no image in the sample could be decoded")
+    order = torch.cat(index_parts).argsort()
+    kept_index = torch.cat(index_parts)[order].tolist()
+    bn_mean, bn_var = {}, {}
+    for name, acc in stats.items():
+        if acc.mean is not None:
+            bn_mean[name], bn_var[name] = acc.result()
+    feats = Features(
+        embeddings=torch.cat(emb_parts)[order].numpy().astype(np.float32),
+        logits=torch.cat(logit_parts)[order].numpy().astype(np.float32),
+        labels=torch.cat(label_parts)[order].numpy().astype(np.int64),
+        paths=[samples[i].path for i in kept_index],
+        pixels=torch.cat(pixel_parts)[order].numpy().astype(np.float32),
+        bn_mean=bn_mean,
+        bn_var=bn_var,
+        failures=failures,
+        seconds=seconds,
+    )
+    if cache_file is not None:
+        try:
+            feats.save(cache_file)
+        except OSError:
+            pass  # a read-only cache costs speed, not correctness
+    return feats
+
+
+# --------------------------------------------------------------------------- signals
+
+
+def bn_divergence(backbone: Backbone, feats: Features) -> tuple[float | None, float | None, dict[str, float]]:
+    """Per-channel ``KL(target || ImageNet)`` at the BN layers: (deep half, all layers, per stage).
+
+    The score uses the deeper half of the layers: early layers react to colour and contrast
+    (a photo of histology looks "natural" there), deep layers to content.
+    """
+    per_layer: list[tuple[str, float]] = []
+    for name, module in backbone.batchnorm_layers():
+        if name not in feats.bn_mean:
+            continue
+        kl = metrics.gaussian_kl(
+            feats.bn_mean[name], feats.bn_var[name],
+            module.running_mean.detach().cpu().numpy(), module.running_var.detach().cpu().numpy(),
+        )
+        per_layer.append((name, float(np.mean(kl))))
+    if not per_layer:
+        return None, None, {}
+    stages: dict[str, list[float]] = {}
+    for name, value in per_layer:
+        stages.setdefault(backbone.stage_of(name), []).append(value)
+    values = [v for _, v in per_layer]
+    deep = values[len(values) // 2:]
+    return float(np.mean(deep)), float(np.mean(values)), {k: float(np.mean(v)) for k, v in stages.items()}
+
+
+def signal_scores(signals: dict[str, float | None]) -> dict[str, float]:
+    """Each raw signal mapped to a closeness score in [0, 1] (1 = ImageNet-like)."""
+    scores = {}
+    for name, (mid, width, direction) in SIGNAL_CALIBRATION.items():
+        value = signals.get(name)
+        if value is None or not np.isfinite(value):
+            continue
+        if name == "bn_divergence":
+            value = math.log10(max(value, 1e-6))
+        z = direction * (value - mid) / width
+        scores[name] = float(1.0 / (1.0 + math.exp(min(max(z, -60.0), 60.0))))
+    return scores
+
+
+def similarity_score(signals: dict[str, float | None]) -> float:
+    """The documented combination: weighted mean of :func:`signal_scores`.
+
+    Example:
+        >>> round(similarity_score({"max_softmax": 0.23, "entropy": 0.61, "energy": -8.5}), 2)
+        0.5
+    """
+    scores = signal_scores(signals)
+    if not scores:
+        return float("nan")
+    total = sum(SIGNAL_WEIGHTS[k] for k in scores)
+    return float(sum(SIGNAL_WEIGHTS[k] * v for k, v in scores.items()) / total)
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class BackboneProfile:
+    """Everything the profiler measured for one backbone.
+
+    Attributes:
+        name: Backbone name.
+        weights: ``"imagenet"`` or ``"random"``.
+        image_size: Crop size used.
+        n_sample: Images that went through the network.
+        similarity: Combined similarity to ImageNet in [0, 1].
+        signals: Raw signals (``bn_divergence`` is ``None`` without BatchNorm).
+        signal_scores: Each signal's closeness score in [0, 1].
+        stage_divergence: BN divergence per network stage, in network order.
+        transferability: Probe accuracies on embeddings and on raw pixels, chance level,
+            LogME, LEEP, NCE, H-score.
+        learning_curve: Linear-probe accuracy at 25 / 50 / 100 % of the sample.
+        curve_slope: Accuracy gained per doubling of data at the end of the curve.
+        seconds: Time of the forward pass (excluding metrics); 0 when cached.
+        images_per_second: Throughput of the pass.
+        cached: Whether the features came from the cache.
+        notes: Caveats, e.g. "no BatchNorm layers".
+    """
+
+    name: str
+    weights: str
+    image_size: int
+    n_sample: int
+    similarity: float
+    signals: dict[str, float | None]
+    signal_scores: dict[str, float]
+    stage_divergence: dict[str, float]
+    transferability: dict[str, float]
+    learning_curve: tuple[dict[str, float], ...]
+    curve_slope: float
+    seconds: float
+    images_per_second: float
+    cached: bool = False
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["learning_curve"] = [dict(p) for p in self.learning_curve]
+        d["notes"] = list(self.notes)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "BackboneProfile":
+        d = dict(d)
+        d["learning_curve"] = tuple(dict(p) for p in d["learning_curve"])
+        d["notes"] = tuple(d.get("notes", ()))
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The profiler's result: dataset summary plus one :class:`BackboneProfile` each."""
+
+    dataset: DatasetSummary
+    backbones: tuple[BackboneProfile, ...]
+    config: ProfileConfig
+    device: str
+    seconds: float
+
+    def backbone(self, name: str) -> BackboneProfile:
+        for b in self.backbones:
+            if b.name == name:
+                return b
+        raise KeyError(f"no profile for backbone {name!r}; profiled: {[b.name for b in self.backbones]}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset.to_dict(),
+            "backbones": [b.to_dict() for b in self.backbones],
+            "config": self.config.to_dict(),
+            "device": self.device,
+            "seconds": self.seconds,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Profile":
+        return cls(
+            dataset=DatasetSummary.from_dict(d["dataset"]),
+            backbones=tuple(BackboneProfile.from_dict(b) for b in d["backbones"]),
+            config=ProfileConfig.from_dict(d["config"]),
+            device=d["device"],
+            seconds=float(d["seconds"]),
+        )
+
+
+def _transferability(feats: Features, *, cv: int, seed: int) -> tuple[dict[str, float], list[dict], float]:
+    labels = feats.labels
+    counts = np.bincount(labels)
+    counts = counts[counts > 0]
+    out: dict[str, float] = {"chance": float(counts.max() / counts.sum())}
+    probs = torch.from_numpy(feats.logits).softmax(-1).numpy()
+    out["logme"] = metrics.logme(feats.embeddings, labels)
+    out["leep"] = metrics.leep(probs, labels)
+    out["nce"] = metrics.nce(probs.argmax(1), labels)
+    out["hscore"] = metrics.hscore(feats.embeddings, labels, shrinkage=True)
+    curve: list[dict] = []
+    slope = float("nan")
+    if counts.min() >= 2:
+        rep = metrics.probe_report(feats.embeddings, labels, cv=cv, seed=seed)
+        out["linear_probe"] = float(rep["linear_accuracy"])
+        out["knn_probe"] = float(rep["knn_accuracy"])
+        out["linear_probe_std"] = float(rep["linear_std"])
+        pix = metrics.probe_report(feats.pixels, labels, cv=cv, seed=seed)
+        out["pixel_linear_probe"] = float(pix["linear_accuracy"])
+        out["pixel_knn_probe"] = float(pix["knn_accuracy"])
+        try:
+            curve = metrics.learning_curve(feats.embeddings, labels, seed=seed, cv=cv)
+            slope = metrics.curve_slope(curve)
+        except ValueError:
+            curve = []  # too few images per class at 25 %: the curve is not measurable
+    return out, curve, slope
+
+
+def profile_backbone(backbone: Backbone, samples: Sequence[Sample], config: ProfileConfig, *,
+                     fingerprint: str, progress: bool = False) -> tuple[BackboneProfile, Features]:
+    """Feature pass (cached) plus every signal and transferability metric for one backbone."""
+    feats = extract_features(
+        backbone, samples, image_size=config.image_size, batch_size=config.batch_size,
+        num_workers=config.num_workers, device=config.device, cache_dir=config.cache_dir,
+        fingerprint=fingerprint, progress=progress,
+    )
+    divergence, divergence_all, stages = bn_divergence(backbone, feats)
+    signals: dict[str, float | None] = {"bn_divergence": divergence, "bn_divergence_all": divergence_all}
+    signals.update(metrics.softmax_signals(feats.logits))
+    notes = []
+    if divergence is None:
+        notes.append("no BatchNorm layers: similarity from the ImageNet head's signals only")
+    if not backbone.pretrained:
+        notes.append("random weights: similarity and transferability are not meaningful")
+    transfer, curve, slope = _transferability(feats, cv=config.cv, seed=config.seed)
+    n = len(feats.labels)
+    return BackboneProfile(
+        name=backbone.name,
+        weights=backbone.weights,
+        image_size=int(config.image_size or backbone.image_size),
+        n_sample=n,
+        similarity=similarity_score(signals),
+        signals=signals,
+        signal_scores=signal_scores(signals),
+        stage_divergence=stages,
+        transferability=transfer,
+        learning_curve=tuple(curve),
+        curve_slope=slope,
+        seconds=feats.seconds,
+        images_per_second=n / feats.seconds if feats.seconds > 0 else float("nan"),
+        cached=feats.cached,
+        notes=tuple(notes),
+    ), feats
+
+
+def profile(
+    data: str | os.PathLike | Dataset,
+    backbones: Sequence[str] = ("efficientnet_lite0",),
+    *,
+    config: ProfileConfig = ProfileConfig(),
+    progress: bool = False,
+) -> Profile:
+    """Profile a dataset: size, similarity to ImageNet and transferability per backbone.
+
+    Args:
+        data: A data folder (see :func:`advisor.data.scan`) or a scanned dataset.
+        backbones: Registry names to profile.
+        config: Sample size, image size, device, cache.
+        progress: Progress bars on stderr.
+
+    Example:
+        >>> p = profile("data/", ["efficientnet_lite0"])  # doctest: +SKIP
+        >>> p.backbones[0].similarity  # doctest: +SKIP
+        0.83
+    """
+    start = time.perf_counter()
+    dataset = data if isinstance(data, Dataset) else scan(data)
+    sample = stratified_sample(dataset.samples, per_class=config.per_class, total=config.total, seed=config.seed)
+    results, failures = [], []
+    for name in backbones:
+        bb = get_backbone(name, weights=config.weights)
+        result, feats = profile_backbone(bb, sample, config, fingerprint=dataset.fingerprint(), progress=progress)
+        results.append(result)
+        failures.extend(feats.failures)
+    summary = summarize_dataset(dataset, sample, extra_skipped=failures)
+    return Profile(
+        dataset=summary,
+        backbones=tuple(results),
+        config=config,
+        device=str(resolve_device(config.device)),
+        seconds=time.perf_counter() - start,
+    )

@@ -1,0 +1,1047 @@
+"""HTML + JSON reports for ``advisor recommend`` and ``advisor bench``.
+
+Every report is one self-contained HTML file (inline CSS, figures as base64 PNG, thumbnails as
+base64 JPEG, no external URL) written next to a JSON twin holding the same result, plus an
+``index.html`` listing every report in the folder. The renderers take the plain, JSON-serialisable
+dicts that the stage results produce with ``to_dict()``, so a report can be re-rendered from its
+JSON twin alone; any optional field may be missing or null.
+
+Example:
+    >>> from advisor.report import write_recommend_report
+    >>> result = {"kind": "recommend", "dataset": {"path": "data/flowers"},
+    ...           "recommendation": {"strategy": "freeze"}}
+    >>> html_path, json_path = write_recommend_report(result, "reports")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import functools
+import io
+import json
+import math
+import numbers
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from advisor import __version__
+
+__all__ = [
+    "render_bench_html",
+    "render_recommend_html",
+    "write_bench_report",
+    "write_index",
+    "write_recommend_report",
+]
+
+MISSING = "\u2014"  # em dash: what a missing value looks like in every table
+THUMB_PX = 96
+THUMBS_PER_CLASS = 6
+THUMB_CLASSES = 20
+MAX_BARS = 40
+MAX_SKIPPED = 50
+_DPI = 144  # figures are shown at about half their pixel width: sharp on high-DPI screens
+
+STRATEGY_LABELS = {
+    "freeze": "Freeze",
+    "finetune": "Fine-tune",
+    "partial": "Partial fine-tune",
+    "scratch": "From scratch",
+    "not_worth_using": "Not worth using",
+}
+STRATEGY_COLOURS = {
+    "freeze": "#2563eb",
+    "finetune": "#d97706",
+    "partial": "#7c3aed",
+    "scratch": "#6b7280",
+    "not_worth_using": "#dc2626",
+}
+_STRATEGY_ORDER = ("freeze", "partial", "finetune", "scratch")
+_FALLBACK_COLOURS = ("#0891b2", "#db2777", "#65a30d", "#9333ea", "#ea580c")
+SIGNAL_LABELS = {
+    "bn_divergence": "BN divergence",
+    "max_softmax": "Max softmax",
+    "entropy": "Entropy",
+    "energy": "Energy",
+}
+_RC = {
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.titleweight": "bold",
+    "axes.titlelocation": "left",
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.edgecolor": "#9ca3af",
+    "axes.labelcolor": "#374151",
+    "axes.grid": True,
+    "axes.axisbelow": True,
+    "grid.color": "#e5e7eb",
+    "grid.linewidth": 0.8,
+    "xtick.color": "#4b5563",
+    "ytick.color": "#4b5563",
+    "legend.frameon": False,
+    "legend.fontsize": 8,
+}
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def render_recommend_html(result: Mapping[str, Any]) -> str:
+    """Render the HTML page of a ``recommend`` result.
+
+    Args:
+        result: the dict form of a recommendation run (see the module docstring).
+
+    Returns:
+        The whole self-contained HTML document.
+
+    Example:
+        >>> html = render_recommend_html({"recommendation": {"strategy": "freeze"}})
+        >>> "Freeze" in html
+        True
+    """
+    return "".join(_recommend_template().generate(_recommend_context(result)))
+
+
+def render_bench_html(result: Mapping[str, Any]) -> str:
+    """Render the HTML page of a ``bench`` result.
+
+    Example:
+        >>> html = render_bench_html({"winner": {"verdict": "finetune"}})
+        >>> "Fine-tune" in html
+        True
+    """
+    return "".join(_bench_template().generate(_bench_context(result)))
+
+
+def write_recommend_report(
+    result: Mapping[str, Any], out_dir: str | Path, *, name: str | None = None
+) -> tuple[Path, Path]:
+    """Write ``<name>.html`` and its JSON twin ``<name>.json`` into ``out_dir``, then the index.
+
+    Args:
+        result: the dict form of a recommendation run.
+        out_dir: folder for the reports; created if missing.
+        name: file stem; by default ``recommend-<dataset folder>-<YYYYmmdd-HHMMSS>`` from
+            ``result["created"]``. Characters outside ``[A-Za-z0-9._-]`` become ``_``.
+
+    Returns:
+        ``(html_path, json_path)``.
+
+    Example:
+        >>> write_recommend_report({"dataset": {"path": "data/pets"}}, "reports")  # doctest: +SKIP
+        (PosixPath('reports/recommend-pets-20261127-235900.html'), ...)
+    """
+    return _write_report(result, out_dir, "recommend", name, _recommend_template, _recommend_context)
+
+
+def write_bench_report(
+    result: Mapping[str, Any], out_dir: str | Path, *, name: str | None = None
+) -> tuple[Path, Path]:
+    """Write a ``bench`` report and its JSON twin into ``out_dir``, then the index.
+
+    Same contract as :func:`write_recommend_report`, with ``bench-`` file names.
+    """
+    return _write_report(result, out_dir, "bench", name, _bench_template, _bench_context)
+
+
+def write_index(out_dir: str | Path) -> Path:
+    """Write ``out_dir/index.html`` listing every report found through its JSON twin, newest first.
+
+    JSON files that are not report twins (no ``kind`` of ``recommend``/``bench``, or unreadable)
+    are ignored. Links are relative file names, so the folder can be moved or served as is.
+
+    Example:
+        >>> write_index("reports")  # doctest: +SKIP
+        PosixPath('reports/index.html')
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for json_path in sorted(out.glob("*.json")):
+        try:
+            data = json.loads(json_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        if not isinstance(data, Mapping) or data.get("kind") not in ("recommend", "bench"):
+            continue
+        entries.append(_index_entry(data, json_path))
+    entries.sort(key=lambda e: e["sort_key"], reverse=True)
+    index = out / "index.html"
+    template = _environment().get_template("index.html")
+    _write_atomic(index, template.generate({"entries": entries, "folder": out.resolve().name}))
+    return index
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _write_report(result, out_dir, kind, name, template_getter, context_builder) -> tuple[Path, Path]:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = _sanitise(name) if name else _default_stem(result, kind)
+    html_path, json_path = out / f"{stem}.html", out / f"{stem}.json"
+    twin = dict(_jsonable(result))
+    twin["report"] = str(html_path)
+    # Serialise first: a result that cannot become JSON fails before either file is touched.
+    json_text = json.dumps(twin, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    _write_atomic(html_path, template_getter().generate(context_builder(result)))
+    _write_atomic(json_path, [json_text])
+    write_index(out)
+    return html_path, json_path
+
+
+def _write_atomic(path: Path, chunks: Iterable[str]) -> None:
+    """Stream ``chunks`` into a temp file beside ``path``, then rename it over ``path``.
+
+    The rename is atomic on one file system, so a reader sees the old file or the new one, and a
+    render that fails midway leaves the old file untouched and no temp file behind.
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; reports are meant to be shared and served
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            for chunk in chunks:
+                fh.write(chunk)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _sanitise(name: str) -> str:
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")
+    return cleaned or "report"
+
+
+def _default_stem(result: Mapping[str, Any], kind: str) -> str:
+    path = str(_mapping(result.get("dataset")).get("path") or "").rstrip("/\\")
+    folder = re.split(r"[/\\]", path)[-1] if path else "dataset"
+    created = _parse_date(result.get("created")) or datetime.now()
+    return _sanitise(f"{kind}-{folder}-{created:%Y%m%d-%H%M%S}")
+
+
+def _jsonable(value: Any) -> Any:
+    """The JSON form of ``value``: NaN and infinities become null, numpy scalars plain numbers."""
+    if value is None or isinstance(value, (str, bool)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        f = float(value)
+        return f if math.isfinite(f) else None
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if hasattr(value, "tolist"):  # numpy arrays and scalars (np.bool_ included)
+        return _jsonable(value.tolist())
+    raise TypeError(f"cannot write a {type(value).__name__} into the JSON twin: {value!r}")
+
+
+def _index_entry(data: Mapping[str, Any], json_path: Path) -> dict[str, Any]:
+    html_path = json_path.with_suffix(".html")
+    if not html_path.exists() and isinstance(data.get("report"), str):
+        html_path = Path(data["report"])
+    created = _parse_date(data.get("created"))
+    if created is None:
+        created = datetime.fromtimestamp(json_path.stat().st_mtime)
+    kind = data.get("kind")
+    if kind == "bench":
+        winner = _mapping(data.get("winner"))
+        answer = winner.get("verdict")
+        detail = " · ".join(
+            str(x) for x in (winner.get("backbone"), _strategy_label(winner.get("strategy"))) if x
+        )
+        detail = f"best: {detail}" if detail else ""
+    else:
+        rec = _mapping(data.get("recommendation"))
+        answer = rec.get("strategy")
+        detail = " · ".join(str(x) for x in (rec.get("backbone"), rec.get("case")) if x)
+    return {
+        "kind": kind,
+        "dataset": _mapping(data.get("dataset")).get("path"),
+        "created": f"{created:%Y-%m-%d %H:%M}",
+        "sort_key": created.timestamp(),
+        "answer": _badge(answer),
+        "detail": detail,
+        "href": html_path.name,
+    }
+
+
+# --------------------------------------------------------------------------- templates
+
+
+@functools.cache
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
+        autoescape=True,  # class names, paths and error messages are user data
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.ChainableUndefined,
+    )
+    env.filters.update(
+        pct=fmt_pct, num=fmt_num, int=fmt_int, seconds=fmt_seconds, points=fmt_points, text=fmt_text
+    )
+    env.globals.update(MISSING=MISSING, advisor_version=__version__)
+    return env
+
+
+def _recommend_template() -> jinja2.Template:
+    return _environment().get_template("recommend.html")
+
+
+def _bench_template() -> jinja2.Template:
+    return _environment().get_template("bench.html")
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(float(x))
+
+
+def fmt_pct(x: Any, digits: int = 1) -> str:
+    """An accuracy in [0, 1] as a percentage: ``0.9234 -> '92.3%'``; missing -> '—'."""
+    return f"{100 * float(x):.{digits}f}%" if _is_number(x) else MISSING
+
+
+def fmt_points(x: Any) -> str:
+    """A difference of two accuracies in percentage points: ``0.12 -> '+12.0 pts'``."""
+    return f"{100 * float(x):+.1f} pts" if _is_number(x) else MISSING
+
+
+def fmt_num(x: Any) -> str:
+    """Three significant digits, thousands separated above 1000: ``0.012345 -> '0.0123'``."""
+    if not _is_number(x):
+        return MISSING
+    if isinstance(x, numbers.Integral):
+        return f"{int(x):,}"
+    f = float(x)
+    if abs(f) >= 1000:
+        return f"{f:,.0f}"
+    return re.sub(r"e([+-])0*(\d)", r"e\1\2", f"{f:.3g}")  # 1e-05 -> 1e-5
+
+
+def fmt_int(x: Any) -> str:
+    return f"{round(float(x)):,}" if _is_number(x) else MISSING
+
+
+def fmt_seconds(x: Any) -> str:
+    """A duration: ``12.34 -> '12.3 s'``, ``252 -> '4 min 12 s'``, ``3720 -> '1 h 02 min'``."""
+    if not _is_number(x):
+        return MISSING
+    s = float(x)
+    if s < 60:
+        return f"{s:.3g} s"
+    if s < 3600:
+        return f"{int(s // 60)} min {int(round(s % 60)):02d} s"
+    return f"{int(s // 3600)} h {int(round(s % 3600 / 60)):02d} min"
+
+
+def fmt_text(x: Any) -> str:
+    """Any option value as short text: strings as they are, the rest as JSON."""
+    if x is None:
+        return MISSING
+    if isinstance(x, str):
+        return x or MISSING
+    if isinstance(x, numbers.Real) and not isinstance(x, bool):
+        return fmt_num(x)
+    return json.dumps(_jsonable(x), ensure_ascii=False)
+
+
+def _strategy_label(strategy: Any) -> str:
+    if not strategy:
+        return ""
+    return STRATEGY_LABELS.get(str(strategy), str(strategy).replace("_", " "))
+
+
+def _badge(strategy: Any) -> dict[str, str] | None:
+    if not strategy:
+        return None
+    key = str(strategy)
+    css = key if key in STRATEGY_COLOURS else "other"
+    return {"label": _strategy_label(key), "css": css, "key": key}
+
+
+def _parse_date(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    # Aware and naive dates cannot be compared: show everything in local time.
+    return parsed.astimezone().replace(tzinfo=None) if parsed.tzinfo else parsed
+
+
+def _display_date(value: Any) -> str:
+    parsed = _parse_date(value)
+    if parsed:
+        return f"{parsed:%d %b %Y, %H:%M}"
+    return str(value) if value else MISSING
+
+
+def _mapping(x: Any) -> Mapping[str, Any]:
+    return x if isinstance(x, Mapping) else {}
+
+
+def _items(x: Any) -> list[Any]:
+    """A list field as a list: one string becomes one item, anything else that is not a list none."""
+    if isinstance(x, str):
+        return [x]
+    return [v for v in x if v is not None] if isinstance(x, (list, tuple)) else []
+
+
+def _records(x: Any) -> list[Mapping[str, Any]]:
+    return [r for r in x if isinstance(r, Mapping)] if isinstance(x, Sequence) and not isinstance(x, str) else []
+
+
+def _mpl_text(s: Any, limit: int = 32) -> str:
+    """A label matplotlib will draw literally: no mathtext from ``$``; long names lose their middle,
+    since class names often share a prefix and differ at the end."""
+    text = str(s)
+    if len(text) > limit:
+        head = (limit - 1) // 2
+        text = text[:head] + "\u2026" + text[-(limit - 1 - head):]
+    return text.replace("$", r"\$")
+
+
+def _colour(strategy: str, others: list[str]) -> str:
+    if strategy in STRATEGY_COLOURS:
+        return STRATEGY_COLOURS[strategy]
+    if strategy not in others:
+        others.append(strategy)
+    return _FALLBACK_COLOURS[others.index(strategy) % len(_FALLBACK_COLOURS)]
+
+
+def _strategy_order(strategies: Iterable[str]) -> list[str]:
+    found = set(strategies)
+    return [s for s in _STRATEGY_ORDER if s in found] + sorted(found - set(_STRATEGY_ORDER))
+
+
+# --------------------------------------------------------------------------- figures
+
+
+@contextlib.contextmanager
+def _figure(width: float, height: float) -> Iterator[Any]:
+    """A pyplot-free figure (no global state, nothing to close) drawn under the report style."""
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    with matplotlib.rc_context(_RC):
+        yield Figure(figsize=(width, height), layout="constrained")
+
+
+def _png_uri(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=_DPI, metadata={"Software": None})
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _log_x(ax: Any) -> None:
+    """Log-scale x axis with plain tick labels (10, 20, 50, 100) instead of 2x10^1."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_xscale("log")
+    axis = ax.xaxis
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _percent_axis(axis: Any) -> None:
+    from matplotlib.ticker import PercentFormatter
+
+    axis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
+
+
+def _decision_grid_png(axes_info: Mapping[str, Any]) -> str | None:
+    """The seed document's 2x2 grid with this dataset's point and its quadrant highlighted."""
+    size, sim = _mapping(axes_info.get("size")), _mapping(axes_info.get("similarity"))
+    xt, yt = size.get("threshold"), sim.get("threshold")
+    if not (_is_number(xt) and _is_number(yt)):
+        return None
+    xv, yv = size.get("value"), sim.get("value")
+    xv = float(xv) if _is_number(xv) else None
+    yv = float(yv) if _is_number(yv) else None
+    xt, yt = float(xt), float(yt)
+    log_x = xt > 0 and (xv is None or xv > 0)
+    if log_x:
+        lo, hi = min(xt, xv or xt) / 6, max(xt, xv or xt) * 6
+        mid_lo, mid_hi = math.sqrt(lo * xt), math.sqrt(xt * hi)
+    else:
+        span = max(abs(xt), abs(xv or xt), 1.0)
+        lo, hi = min(0.0, xv or 0.0) - 0.05 * span, max(xt, xv or xt) + span
+        mid_lo, mid_hi = (lo + xt) / 2, (xt + hi) / 2
+    y_lo, y_hi = min(0.0, yv if yv is not None else 0.0), max(1.0, yv if yv is not None else 1.0)
+
+    enough = size.get("enough") if isinstance(size.get("enough"), bool) else None
+    similar = sim.get("similar") if isinstance(sim.get("similar"), bool) else None
+    if enough is None and xv is not None:
+        enough = xv >= xt
+    if similar is None and yv is not None:
+        similar = yv >= yt
+    quadrants = [  # (enough, similar, strategy, label)
+        (True, True, "freeze", "Freeze: train the classifier\non frozen features"),
+        (True, False, "finetune", "Fine-tune the backbone"),
+        (False, True, "freeze", "Freeze: train only\nthe classifier"),
+        (False, False, "not_worth_using", "Pretrained not\nworth using"),
+    ]
+    with _figure(6.4, 4.4) as fig:
+        ax = fig.subplots()
+        ax.grid(False)
+        if log_x:
+            _log_x(ax)
+        for q_enough, q_similar, strategy, label in quadrants:
+            chosen = q_enough == enough and q_similar == similar
+            x0, x1 = (xt, hi) if q_enough else (lo, xt)
+            y0, y1 = (yt, y_hi) if q_similar else (y_lo, yt)
+            colour = STRATEGY_COLOURS[strategy]
+            ax.fill_between(
+                [x0, x1], y0, y1, color=colour, alpha=0.22 if chosen else 0.06,
+                edgecolor=colour if chosen else "none", linewidth=2.5 if chosen else 0,
+            )
+            ax.text(
+                mid_hi if q_enough else mid_lo, (yt + y1) / 2 if q_similar else (y0 + yt) / 2, label,
+                ha="center", va="center", fontsize=9.5 if chosen else 8.5, color=colour,
+                fontweight="bold" if chosen else "normal", alpha=1.0 if chosen else 0.75,
+            )
+        ax.axvline(xt, color="#374151", linestyle="--", linewidth=1)
+        ax.axhline(yt, color="#374151", linestyle="--", linewidth=1)
+        ax.annotate(f"threshold {fmt_num(xt)}", (xt, y_lo), xytext=(3, 3), textcoords="offset points",
+                    fontsize=7.5, color="#374151")
+        ax.annotate(f"threshold {fmt_num(yt)}", (lo, yt), xytext=(3, 3), textcoords="offset points",
+                    fontsize=7.5, color="#374151")
+        if xv is not None and yv is not None:
+            ax.scatter([xv], [yv], s=90, color="#111827", edgecolor="white", linewidth=1.5, zorder=5)
+            ax.annotate(
+                f"this dataset\n({fmt_num(xv)}, {fmt_num(yv)})", (xv, yv), xytext=(8, -4),
+                textcoords="offset points", fontsize=8, color="#111827", va="top", zorder=6,
+            )
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(y_lo, y_hi)
+        ax.set_xlabel(_mpl_text(size.get("label") or "Data size: images per class", 80) + "  \u2192 enough")
+        ax.set_ylabel(_mpl_text(sim.get("label") or "Similarity to ImageNet", 80) + "  \u2192 similar")
+        return _png_uri(fig)
+
+
+def _class_counts_png(dataset: Mapping[str, Any]) -> tuple[str | None, int]:
+    """Bar chart of images per class (per split when the dataset has splits); and how many are cut."""
+    import pandas as pd
+    import seaborn as sns
+
+    counts = {str(k): v for k, v in _mapping(dataset.get("class_counts")).items() if _is_number(v)}
+    splits = {str(s): _mapping(c) for s, c in _mapping(dataset.get("splits")).items() if _mapping(c)}
+    if not counts and splits:
+        for per_class in splits.values():
+            for cls, n in per_class.items():
+                if _is_number(n):
+                    counts[str(cls)] = counts.get(str(cls), 0) + n
+    if not counts:
+        return None, 0
+    ordered = sorted(counts, key=lambda c: (-counts[c], c))
+    shown, hidden = ordered[:MAX_BARS], max(0, len(ordered) - MAX_BARS)
+    labels: dict[str, str] = {}
+    for c in shown:  # shortened names may collide; seaborn would then merge their bars
+        label = _mpl_text(c, 28)
+        labels[c] = label if label not in labels.values() else f"{label} ({len(labels) + 1})"
+    if splits:
+        rows = [
+            {"class": labels[c], "split": split, "images": per_class.get(c, 0) or 0}
+            for c in shown for split, per_class in splits.items()
+        ]
+    else:
+        rows = [{"class": labels[c], "split": "all", "images": counts[c]} for c in shown]
+    frame = pd.DataFrame(rows)
+    horizontal = len(shown) > 12
+    hue = "split" if splits else None
+    split_colours = ["#2563eb", "#f59e0b", "#10b981", "#6b7280"]
+    palette = split_colours[: len(splits)] if 0 < len(splits) <= len(split_colours) else None
+    height = max(2.6, 0.2 * len(shown) * (1 + 0.3 * (len(splits) > 1)) + 1.0) if horizontal else 3.4
+    with _figure(6.4, height) as fig:
+        ax = fig.subplots()
+        sns.barplot(
+            data=frame, x="images" if horizontal else "class", y="class" if horizontal else "images",
+            hue=hue, palette=palette, color=None if splits else "#2563eb", orient="h" if horizontal else "v",
+            saturation=1.0, ax=ax, errorbar=None,
+        )
+        ax.set_xlabel("images" if horizontal else "")
+        ax.set_ylabel("" if horizontal else "images")
+        if horizontal:
+            ax.grid(axis="y", visible=False)
+        else:
+            ax.grid(axis="x", visible=False)
+            ax.tick_params(axis="x", rotation=45 if len(shown) > 5 else 0)
+            for label in ax.get_xticklabels():
+                label.set_horizontalalignment("right" if len(shown) > 5 else "center")
+        if splits:
+            ax.legend(title=None, loc="best")
+        return _png_uri(fig), hidden
+
+
+def _stage_divergence_png(backbones: list[Mapping[str, Any]], chosen: Any) -> str | None:
+    series = [
+        (b.get("name"), {str(k): float(v) for k, v in _mapping(b.get("stage_divergence")).items() if _is_number(v)})
+        for b in backbones
+    ]
+    series = [(name, stages) for name, stages in series if stages]
+    if not series:
+        return None
+    with _figure(6.4, 3.3) as fig:
+        ax = fig.subplots()
+        for name, stages in series:
+            ax.plot(
+                [_mpl_text(s) for s in stages], list(stages.values()), marker="o",
+                linewidth=2.4 if name == chosen else 1.4, label=_mpl_text(name),
+            )
+        ax.set_ylabel("BN divergence")
+        ax.set_xlabel("network stage (input \u2192 output)")
+        ax.set_ylim(bottom=0)
+        ax.legend(loc="best")
+        return _png_uri(fig)
+
+
+def _learning_curve_png(backbones: list[Mapping[str, Any]], chosen: Any) -> str | None:
+    lines = []
+    for b in backbones:
+        points = [
+            (p.get("n") if _is_number(p.get("n")) else p.get("fraction"), p.get("accuracy"))
+            for p in _records(b.get("learning_curve"))
+        ]
+        points = sorted((float(x), float(y)) for x, y in points if _is_number(x) and _is_number(y))
+        if points:
+            lines.append((b.get("name"), points))
+    if not lines:
+        return None
+    uses_n = any(_is_number(p.get("n")) for b in backbones for p in _records(b.get("learning_curve")))
+    chance = next(
+        (_mapping(b.get("transferability")).get("chance") for b in backbones
+         if _is_number(_mapping(b.get("transferability")).get("chance"))),
+        None,
+    )
+    with _figure(6.4, 3.4) as fig:
+        ax = fig.subplots()
+        for name, points in lines:
+            xs, ys = zip(*points)
+            ax.plot(xs, ys, marker="o", linewidth=2.4 if name == chosen else 1.4, label=_mpl_text(name))
+        if chance is not None:
+            ax.axhline(float(chance), color="#9ca3af", linestyle=":", linewidth=1.2, label="chance")
+        ax.set_xlabel("training images used by the probe" if uses_n else "fraction of the training sample")
+        ax.set_ylabel("probe accuracy")
+        _percent_axis(ax.yaxis)
+        ax.legend(loc="best")
+        return _png_uri(fig)
+
+
+def _ok_runs(runs: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    return [r for r in runs if r.get("status", "ok") == "ok"]
+
+
+def _group_runs(runs: list[Mapping[str, Any]]) -> dict[tuple[str, str], list[Mapping[str, Any]]]:
+    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for r in _ok_runs(runs):
+        groups.setdefault((str(r.get("backbone")), str(r.get("strategy"))), []).append(r)
+    return groups
+
+
+def _accuracy_png(runs: list[Mapping[str, Any]], summary: list[Mapping[str, Any]]) -> str | None:
+    """Validation accuracy per backbone and strategy: mean bar, spread over seeds, each seed a dot."""
+    import pandas as pd
+    import seaborn as sns
+
+    rows = [
+        {"backbone": _mpl_text(r.get("backbone")), "strategy": str(r.get("strategy")),
+         "accuracy": float(r["val_accuracy"])}
+        for r in _ok_runs(runs) if _is_number(r.get("val_accuracy"))
+    ]
+    if not rows:  # no per-seed runs: bars of the summary means, without spread
+        rows = [
+            {"backbone": _mpl_text(s.get("backbone")), "strategy": str(s.get("strategy")),
+             "accuracy": float(s["mean_accuracy"])}
+            for s in summary if _is_number(s.get("mean_accuracy"))
+        ]
+    if not rows:
+        return None
+    frame = pd.DataFrame(rows)
+    order = _strategy_order(frame["strategy"])
+    others: list[str] = []
+    palette = {s: _colour(s, others) for s in order}
+    with _figure(6.4, 3.5) as fig:
+        ax = fig.subplots()
+        sns.barplot(data=frame, x="backbone", y="accuracy", hue="strategy", hue_order=order,
+                    palette=palette, saturation=1.0, errorbar="sd", capsize=0.15,
+                    err_kws={"linewidth": 1.2, "color": "#111827"}, ax=ax)
+        if frame.groupby(["backbone", "strategy"]).size().max() > 1:
+            sns.stripplot(data=frame, x="backbone", y="accuracy", hue="strategy", hue_order=order,
+                          dodge=True, palette={s: "#111827" for s in order}, size=3, alpha=0.7, legend=False, ax=ax)
+        handles, labels = ax.get_legend_handles_labels()
+        ax.legend(handles[: len(order)], [_strategy_label(s) for s in labels[: len(order)]],
+                  loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=min(4, len(order)))
+        ax.set_ylim(0, 1)
+        _percent_axis(ax.yaxis)
+        ax.set_xlabel("")
+        ax.set_ylabel("validation accuracy")
+        ax.grid(axis="x", visible=False)
+        return _png_uri(fig)
+
+
+def _validation_curves_png(runs: list[Mapping[str, Any]]) -> str | None:
+    groups = _group_runs(runs)
+    lines = []
+    for (backbone, strategy), group in groups.items():
+        per_epoch: dict[float, list[float]] = {}
+        for r in group:
+            for p in _records(r.get("curve")):
+                if _is_number(p.get("epoch")) and _is_number(p.get("val_accuracy")):
+                    per_epoch.setdefault(float(p["epoch"]), []).append(float(p["val_accuracy"]))
+        if per_epoch:
+            epochs = sorted(per_epoch)
+            lines.append((backbone, strategy, epochs, [sum(per_epoch[e]) / len(per_epoch[e]) for e in epochs]))
+    if not lines:
+        return None
+    from matplotlib.ticker import MaxNLocator
+
+    backbones = sorted({b for b, _, _, _ in lines})
+    styles = ["-", "--", ":", "-."]
+    others: list[str] = []
+    with _figure(6.4, 3.5) as fig:
+        ax = fig.subplots()
+        for backbone, strategy, epochs, accs in sorted(lines, key=lambda l: (l[0], _strategy_order([l[1]]))):
+            ax.plot(
+                epochs, accs, marker="o", markersize=3, color=_colour(strategy, others),
+                linestyle=styles[backbones.index(backbone) % len(styles)],
+                label=f"{_mpl_text(backbone)} \u00b7 {_strategy_label(strategy)}",
+            )
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("validation accuracy (mean over seeds)")
+        _percent_axis(ax.yaxis)
+        ax.legend(loc="lower right", ncols=2 if len(lines) > 4 else 1)
+        return _png_uri(fig)
+
+
+def _pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Points no other point beats on both cost (lower) and accuracy (higher), cheapest first."""
+    front: list[tuple[float, float]] = []
+    for cost, acc in sorted(points, key=lambda p: (p[0], -p[1])):
+        if not front or acc > front[-1][1]:
+            front.append((cost, acc))
+    return front
+
+
+def _cost_png(runs: list[Mapping[str, Any]], summary: list[Mapping[str, Any]]) -> str | None:
+    points = [
+        (str(s.get("backbone")), str(s.get("strategy")), float(s["mean_seconds"]), float(s["mean_accuracy"]))
+        for s in summary if _is_number(s.get("mean_seconds")) and _is_number(s.get("mean_accuracy"))
+    ]
+    if not points:  # no summary: average the runs ourselves
+        for (backbone, strategy), group in _group_runs(runs).items():
+            pairs = [(float(r["train_seconds"]), float(r["val_accuracy"])) for r in group
+                     if _is_number(r.get("train_seconds")) and _is_number(r.get("val_accuracy"))]
+            if pairs:
+                points.append((backbone, strategy, sum(p[0] for p in pairs) / len(pairs),
+                               sum(p[1] for p in pairs) / len(pairs)))
+    if not points:
+        return None
+    front = _pareto_front([(c, a) for _, _, c, a in points])
+    others: list[str] = []
+    with _figure(6.4, 3.6) as fig:
+        ax = fig.subplots()
+        if all(c > 0 for _, _, c, _ in points):
+            _log_x(ax)
+        fx, fy = zip(*front)
+        ax.step(fx, fy, where="post", color="#111827", linewidth=1.2, alpha=0.6, label="Pareto front", zorder=2)
+        seen: set[str] = set()
+        names: dict[tuple[float, float], list[str]] = {}
+        for backbone, strategy, cost, acc in points:
+            on_front = (cost, acc) in front
+            ax.scatter([cost], [acc], s=70 if on_front else 40, color=_colour(strategy, others),
+                       edgecolor="#111827" if on_front else "white", linewidth=1.2, zorder=3,
+                       label=_strategy_label(strategy) if strategy not in seen else None)
+            seen.add(strategy)
+            names.setdefault((cost, acc), []).append(_mpl_text(backbone, 20))
+        for (cost, acc), labels in names.items():  # one label per spot: tied points do not overprint
+            ax.annotate(", ".join(labels), (cost, acc), xytext=(5, 4), textcoords="offset points",
+                        fontsize=7, color="#374151")
+        ax.set_xlabel("training time per run (s, log scale)")
+        ax.set_ylabel("validation accuracy")
+        _percent_axis(ax.yaxis)
+        ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=len(seen) + 1)
+        return _png_uri(fig)
+
+
+# --------------------------------------------------------------------------- thumbnails
+
+
+def _thumbnails(dataset: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Per class, up to six 96 px JPEG thumbnails as data URIs; images that fail to load are skipped."""
+    from PIL import ImageOps
+
+    from advisor.data import ImageLoadError, load_image
+
+    root = Path(str(dataset.get("path") or "."))
+    groups = []
+    for cls, paths in list(_mapping(dataset.get("thumbnails")).items())[:THUMB_CLASSES]:
+        if isinstance(paths, str) or not isinstance(paths, Sequence):
+            continue
+        images = []
+        for raw in paths[:THUMBS_PER_CLASS]:
+            path = Path(str(raw))
+            if not path.is_absolute() and not path.exists():
+                path = root / path
+            try:
+                image = load_image(path, draft_size=(2 * THUMB_PX, 2 * THUMB_PX))
+                thumb = ImageOps.fit(image.convert("RGB"), (THUMB_PX, THUMB_PX))
+            except (ImageLoadError, OSError, ValueError):
+                continue
+            buf = io.BytesIO()
+            thumb.save(buf, format="JPEG", quality=82)
+            uri = "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+            images.append({"uri": uri, "name": path.name})
+        groups.append({"cls": str(cls), "images": images, "n_failed": min(len(paths), THUMBS_PER_CLASS) - len(images)})
+    return groups
+
+
+# --------------------------------------------------------------------------- page contexts
+
+
+def _dataset_view(dataset: Mapping[str, Any], *, thumbnails: bool) -> dict[str, Any]:
+    per_class = _mapping(dataset.get("per_class"))
+    stats = _mapping(dataset.get("image_stats"))
+    counts_png, counts_more = _class_counts_png(dataset)
+    splits = [
+        {"name": str(name), "n_images": sum(v for v in _mapping(c).values() if _is_number(v)),
+         "n_classes": sum(1 for v in _mapping(c).values() if _is_number(v) and v > 0)}
+        for name, c in _mapping(dataset.get("splits")).items()
+    ]
+    dims = [
+        {"name": axis, **{k: _mapping(stats.get(axis)).get(k) for k in ("min", "median", "max")}}
+        for axis in ("width", "height") if _mapping(stats.get(axis))
+    ]
+    skipped = [{"path": s.get("path"), "reason": s.get("reason")} for s in _records(dataset.get("skipped"))]
+    return {
+        "path": dataset.get("path"),
+        "layout": dataset.get("layout"),
+        "n_images": dataset.get("n_images"),
+        "n_classes": dataset.get("n_classes"),
+        "per_class": {k: per_class.get(k) for k in ("min", "median", "max")},
+        "imbalance_ratio": dataset.get("imbalance_ratio"),
+        "empty_classes": [str(c) for c in _items(dataset.get("empty_classes"))],
+        "splits": splits,
+        "counts_png": counts_png,
+        "counts_more": counts_more,
+        "n_sampled": stats.get("n_sampled"),
+        "dims": dims,
+        "modes": _tally(stats.get("modes")),
+        "formats": _tally(stats.get("formats")),
+        "thumbnails": _thumbnails(dataset) if thumbnails else [],
+        "skipped": skipped[:MAX_SKIPPED],
+        "skipped_more": max(0, len(skipped) - MAX_SKIPPED),
+    }
+
+
+def _tally(counts: Any) -> str:
+    items = sorted(((str(k), v) for k, v in _mapping(counts).items() if _is_number(v)), key=lambda kv: -kv[1])
+    return " \u00b7 ".join(f"{k} {fmt_int(v)}" for k, v in items)
+
+
+def _recommendation_view(rec: Mapping[str, Any]) -> dict[str, Any]:
+    axes = _mapping(rec.get("axes"))
+    axis_rows = []
+    for key, flag, yes, no in (("size", "enough", "enough data", "little data"),
+                               ("similarity", "similar", "similar to ImageNet", "different from ImageNet")):
+        a = _mapping(axes.get(key))
+        if a:
+            verdict = a.get(flag)
+            axis_rows.append({
+                "name": a.get("label") or key, "value": a.get("value"), "threshold": a.get("threshold"),
+                "verdict": (yes if verdict else no) if isinstance(verdict, bool) else None,
+            })
+    settings = _mapping(rec.get("settings"))
+    return {
+        "strategy": rec.get("strategy"),
+        "badge": _badge(rec.get("strategy")),
+        "case": rec.get("case"),
+        "backbone": rec.get("backbone"),
+        "confidence": rec.get("confidence"),
+        "reasons": [str(r) for r in _items(rec.get("reasons")) if r],
+        "axis_rows": axis_rows,
+        "grid_png": _decision_grid_png(axes),
+        "ranking": [
+            {"rank": i, "backbone": r.get("backbone"), "score": r.get("score"),
+             "linear_probe": r.get("linear_probe"), "chosen": r.get("backbone") == rec.get("backbone")}
+            for i, r in enumerate(_records(rec.get("ranking")), start=1)
+        ],
+        "settings": {
+            "strategy": _strategy_label(settings.get("strategy")) or None,
+            **{k: settings.get(k) for k in ("head_lr", "backbone_lr", "epochs", "image_size", "batch_size")},
+        } if settings else None,
+    }
+
+
+def _reproduction_view(repro: Any) -> dict[str, Any] | None:
+    repro = _mapping(repro)
+    if not repro:
+        return None
+    return {
+        "versions": [(str(k), v) for k, v in _mapping(repro.get("versions")).items()],
+        "device": repro.get("device"),
+        "seed": repro.get("seed"),
+        "options": [(str(k), v) for k, v in _mapping(repro.get("options")).items()],
+        "seconds": repro.get("seconds"),
+        "command": repro.get("command"),
+    }
+
+
+def _page(result: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    return {"kind": kind, "created": _display_date(result.get("created"))}
+
+
+def _recommend_context(result: Mapping[str, Any]) -> dict[str, Any]:
+    rec = _recommendation_view(_mapping(result.get("recommendation")))
+    chosen = rec["backbone"]
+    backbones = _records(result.get("backbones"))
+    signal_keys: list[str] = []
+    for b in backbones:
+        for key in list(_mapping(b.get("signals"))) + list(_mapping(b.get("signal_scores"))):
+            if key not in signal_keys:
+                signal_keys.append(key)
+    signal_rows = [
+        {"name": b.get("name"), "weights": b.get("weights"), "n_sample": b.get("n_sample"),
+         "similarity": b.get("similarity"), "chosen": b.get("name") == chosen,
+         "cells": [{"value": _mapping(b.get("signals")).get(k), "score": _mapping(b.get("signal_scores")).get(k)}
+                   for k in signal_keys]}
+        for b in backbones
+    ]
+    transfer_rows = []
+    for b in backbones:
+        t = _mapping(b.get("transferability"))
+        lin, pix = t.get("linear_probe"), t.get("pixel_linear_probe")
+        transfer_rows.append({
+            "name": b.get("name"), "chosen": b.get("name") == chosen,
+            **{k: t.get(k) for k in ("linear_probe", "knn_probe", "pixel_linear_probe", "pixel_knn_probe",
+                                     "chance", "logme", "leep", "nce", "hscore")},
+            "gain": float(lin) - float(pix) if _is_number(lin) and _is_number(pix) else None,
+            "seconds": b.get("seconds"), "images_per_second": b.get("images_per_second"),
+        })
+    return {
+        **_page(result, "recommend"),
+        "dataset": _dataset_view(_mapping(result.get("dataset")), thumbnails=True),
+        "rec": rec,
+        "signal_keys": [SIGNAL_LABELS.get(k, k.replace("_", " ").capitalize()) for k in signal_keys],
+        "signal_rows": signal_rows,
+        "stage_png": _stage_divergence_png(backbones, chosen),
+        "no_batchnorm": [b.get("name") for b in backbones
+                         if "stage_divergence" in b and not _mapping(b.get("stage_divergence"))],
+        "transfer_rows": transfer_rows,
+        "curve_png": _learning_curve_png(backbones, chosen),
+        "repro": _reproduction_view(result.get("reproduction")),
+    }
+
+
+def _recipe_rows(runs: list[Mapping[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
+    """One row per distinct (strategy, recipe), listing the backbones that used it."""
+    preferred = ["optimizer", "lr_head", "lr_backbone", "epochs", "augment"]
+    keys: list[str] = []
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in runs:
+        recipe = _mapping(r.get("recipe"))
+        if not recipe:
+            continue
+        for k in recipe:
+            if k not in keys:
+                keys.append(str(k))
+        strategy = str(r.get("strategy"))
+        ident = (strategy, json.dumps(_jsonable(recipe), sort_keys=True))
+        row = rows.setdefault(ident, {"strategy": strategy, "backbones": [], "recipe": recipe})
+        if r.get("backbone") not in row["backbones"]:
+            row["backbones"].append(r.get("backbone"))
+    keys = [k for k in preferred if k in keys] + [k for k in keys if k not in preferred]
+    order = _strategy_order(row["strategy"] for row in rows.values())
+    ordered = sorted(rows.values(), key=lambda row: order.index(row["strategy"]))
+    return keys, [
+        {"strategy": _badge(row["strategy"]), "backbones": ", ".join(str(b) for b in row["backbones"]),
+         "cells": [row["recipe"].get(k) for k in keys]}
+        for row in ordered
+    ]
+
+
+def _rank_tables(rank: Any) -> list[dict[str, Any]]:
+    groups = {"": rank} if isinstance(rank, list) else dict(_mapping(rank))
+    tables = []
+    for title, rows in groups.items():
+        rows = _records(rows)
+        if not rows:
+            continue
+        columns: list[str] = []
+        for r in rows:
+            columns += [str(k) for k in r if k != "metric" and str(k) not in columns]
+        tables.append({
+            "title": "" if title in ("", "metric") or len(groups) == 1 else str(title),
+            "columns": [c.replace("_", " ") for c in columns],
+            "rows": [{"metric": r.get("metric"), "cells": [r.get(c) for c in columns]} for r in rows],
+        })
+    return tables
+
+
+def _bench_context(result: Mapping[str, Any]) -> dict[str, Any]:
+    runs = _records(result.get("runs"))
+    summary = _records(result.get("summary"))
+    winner = _mapping(result.get("winner"))
+    rec = _mapping(result.get("recommendation"))
+    protocol = _mapping(result.get("protocol"))
+    agreement = result.get("agreement")
+    recipe_keys, recipe_rows = _recipe_rows(runs)
+    key = (winner.get("backbone"), winner.get("strategy"))
+    return {
+        **_page(result, "bench"),
+        "dataset": _dataset_view(_mapping(result.get("dataset")), thumbnails=False),
+        "winner": {
+            "badge": _badge(winner.get("verdict")), "backbone": winner.get("backbone"),
+            "strategy": _strategy_label(winner.get("strategy")) or None, "rule": winner.get("rule"),
+            "accuracy": winner.get("accuracy"),
+        },
+        "advice": {"badge": _badge(rec.get("strategy")), "backbone": rec.get("backbone"), "case": rec.get("case")},
+        "agreement": agreement if isinstance(agreement, bool) else None,
+        "protocol": {
+            **{k: protocol.get(k) for k in ("split", "n_train", "n_val", "epochs", "image_size", "batch_size",
+                                            "margin", "tune")},
+            "seeds": ", ".join(str(s) for s in _items(protocol.get("seeds"))) or None,
+        } if protocol else None,
+        "accuracy_png": _accuracy_png(runs, summary),
+        "curves_png": _validation_curves_png(runs),
+        "cost_png": _cost_png(runs, summary),
+        "summary": [
+            {**{k: s.get(k) for k in ("backbone", "n_seeds", "mean_accuracy", "std_accuracy", "mean_f1",
+                                      "mean_seconds")},
+             "strategy": _badge(s.get("strategy")),
+             "winner": (s.get("backbone"), s.get("strategy")) == key}
+            for s in summary
+        ],
+        "runs": [
+            {**{k: r.get(k) for k in ("backbone", "seed", "val_accuracy", "macro_f1", "train_seconds",
+                                      "images_per_second", "peak_memory_mb", "epochs_to_90", "error")},
+             "strategy": _badge(r.get("strategy")), "failed": r.get("status", "ok") != "ok",
+             "status": r.get("status") or "ok"}
+            for r in runs
+        ],
+        "recipe_keys": [k.replace("_", " ") for k in recipe_keys],
+        "recipe_rows": recipe_rows,
+        "rank_tables": _rank_tables(result.get("rank_correlation")),
+        "repro": _reproduction_view(result.get("reproduction")),
+    }

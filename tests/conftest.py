@@ -1,0 +1,26 @@
+"""Shared fixtures: tiny inputs that every stage's tests can build on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+@pytest.fixture
+def tiny_image_folder(tmp_path: Path) -> Path:
+    """A flat data folder: 2 classes ("cat", "dog") x 4 RGB JPEGs of 16x16 px.
+
+    The two classes differ in colour, so any sensible feature separates them.
+    """
+    root = tmp_path / "tiny"
+    rng = np.random.default_rng(0)
+    for name, base in (("cat", (200, 40, 40)), ("dog", (40, 40, 200))):
+        (root / name).mkdir(parents=True)
+        for i in range(4):
+            noise = rng.integers(-20, 21, size=(16, 16, 3))
+            pixels = np.clip(np.array(base) + noise, 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{i}.jpg")
+    return root
