@@ -25,7 +25,7 @@ from PIL import Image
 __all__ = ["DEMOS", "make_demo"]
 
 DEMOS = ("digits", "photos", "microscopy", "shapes", "noise", "flat")
-_MARKER = ".advisor-demo.json"
+_MARKER = ".advisor-demo.json"  # options of the copy on disk
 
 
 def _write_digits(root: Path, *, per_class: int, size: int, seed: int) -> None:
@@ -153,7 +153,7 @@ def make_demo(out_dir: str | os.PathLike, name: str = "digits", *, per_class: in
     size = size or {"digits": 32, "photos": 160}.get(name, 96)
     options = {"name": name, "per_class": per_class, "size": size, "seed": seed, "version": 2}
     dest = Path(out_dir) / name
-    marker = dest / _MARKER
+    marker = Path(out_dir) / f".{name}{_MARKER}"  # beside the data: inside it would be a "skipped file"
     if marker.is_file():
         try:
             if json.loads(marker.read_text()) == options:
@@ -164,10 +164,10 @@ def make_demo(out_dir: str | os.PathLike, name: str = "digits", *, per_class: in
     tmp = Path(tempfile.mkdtemp(dir=out_dir, prefix=f".{name}-"))
     try:
         _WRITERS[name](tmp, per_class=per_class, size=size, seed=seed)
-        (tmp / _MARKER).write_text(json.dumps(options))
         if dest.exists():
             shutil.rmtree(dest)
         os.replace(tmp, dest)
+        marker.write_text(json.dumps(options))
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

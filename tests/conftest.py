@@ -24,3 +24,31 @@ def tiny_image_folder(tmp_path: Path) -> Path:
             pixels = np.clip(np.array(base) + noise, 0, 255).astype(np.uint8)
             Image.fromarray(pixels).save(root / name / f"{i}.jpg")
     return root
+
+
+@pytest.fixture(autouse=True)
+def _restore_rng_state():
+    """Each test leaves torch's, numpy's and Python's global RNGs as it found them."""
+    import random
+
+    import torch
+
+    torch_state = torch.get_rng_state()
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    yield
+    torch.set_rng_state(torch_state)
+    np.random.set_state(np_state)
+    random.setstate(py_state)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_feature_cache(tmp_path_factory, monkeypatch):
+    """Feature caches go to a per-session temporary folder, never the user's ~/.cache."""
+    monkeypatch.setenv("ADVISOR_CACHE", str(tmp_path_factory.getbasetemp() / "feature-cache"))
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory) -> Path:
+    """A session-wide folder to build embedded demo datasets into (built once, reused)."""
+    return tmp_path_factory.mktemp("demo")

@@ -1,0 +1,321 @@
+"""Command line: a thin click shell over :mod:`advisor.pipeline` and the registry.
+
+Exit codes: 0 success, 1 a clear error (one line naming the file and the fix), 2 usage.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from advisor import __version__
+
+__all__ = ["main"]
+
+_STRATEGY_TEXT = {
+    "freeze": "FREEZE the backbone and train a classifier on its features",
+    "finetune": "FINE-TUNE the pretrained backbone",
+    "not_worth_using": "The pretrained model is NOT WORTH USING: train from scratch or get more data",
+}
+
+
+def _friendly_errors(fn: Callable) -> Callable:
+    """Known failures become one clear line and exit code 1 (never a traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from advisor.backbones import UnknownBackboneError, WeightsUnavailableError
+        from advisor.data import DatasetError, ImageLoadError
+
+        try:
+            return fn(*args, **kwargs)
+        except (DatasetError, WeightsUnavailableError, UnknownBackboneError, ImageLoadError,
+                FileNotFoundError, ValueError) as err:
+            raise click.ClickException(str(err)) from None
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted: finished work is saved; run the same command again to resume", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+def _csv(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    return items or None
+
+
+def _echo_json(obj: Any) -> None:
+    def clean(x: Any) -> Any:
+        if isinstance(x, float) and not math.isfinite(x):
+            return None
+        if isinstance(x, dict):
+            return {k: clean(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [clean(v) for v in x]
+        return x
+
+    click.echo(json.dumps(clean(obj), indent=2, allow_nan=False))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="advisor")
+def main() -> None:
+    """Should you use an ImageNet-pretrained CNN on your images, and how?
+
+    \b
+    advisor recommend ./data      profile the data, advise, write an HTML report
+    advisor bench ./data          train each strategy, compare, check the advice
+    advisor demo                  both, on an embedded demo dataset (offline)
+    """
+
+
+# --------------------------------------------------------------------------- backbones
+
+
+@main.command("backbones")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON list.")
+@click.option("--available", is_flag=True, help="Only backbones whose weights are available offline now.")
+@_friendly_errors
+def backbones_cmd(as_json: bool, available: bool) -> None:
+    """List backbones: parameters, embedding size, weights availability."""
+    from advisor.backbones import backbone_info, list_backbones
+
+    infos = [backbone_info(n) for n in list_backbones()]
+    if available:
+        infos = [i for i in infos if i.weights != "needs download"]
+    if as_json:
+        _echo_json([i.to_dict() for i in infos])
+        return
+    click.echo(f"{'name':24} {'params':>9} {'embed':>6} {'size':>5} {'BN':>3}  weights")
+    for i in infos:
+        click.echo(f"{i.name:24} {i.num_params / 1e6:8.1f}M {i.embedding_dim:6d} {i.image_size:5d} "
+                   f"{'yes' if i.has_batchnorm else 'no':>3}  {i.weights}")
+    ready = [i.name for i in infos if i.weights != "needs download"]
+    click.echo(f"\n{len(infos)} backbones; weights available offline: {', '.join(ready) or 'none'}")
+
+
+@main.group("weights")
+def weights_group() -> None:
+    """Manage pretrained weight files in torch's hub cache."""
+
+
+@weights_group.command("import")
+@click.argument("name")
+@click.argument("file", type=click.Path(dir_okay=False))
+@_friendly_errors
+def weights_import(name: str, file: str) -> None:
+    """Check that FILE loads into backbone NAME, then copy it into the cache."""
+    from advisor.backbones import import_weights
+
+    dest = import_weights(name, file)
+    click.echo(f"{name}: weights imported to {dest}")
+
+
+# --------------------------------------------------------------------------- shared options
+
+
+def _profile_options(fn: Callable) -> Callable:
+    options = [
+        click.option("--backbones", "backbones", help="Comma-separated backbone names (default: available ones)."),
+        click.option("--per-class", default=50, show_default=True, type=click.IntRange(2), help="Sample cap per class."),
+        click.option("--sample-size", default=1000, show_default=True, type=click.IntRange(4), help="Sample cap in total."),
+        click.option("--image-size", type=click.IntRange(16, 1024), help="Crop size (default: each backbone's)."),
+        click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"])),
+        click.option("--seed", default=0, show_default=True, type=int),
+        click.option("--weights", "weights", default="imagenet", show_default=True, type=click.Choice(["imagenet", "random"])),
+        click.option("--config", "config_file", type=click.Path(dir_okay=False), help="JSON/TOML file of decision thresholds."),
+        click.option("--threshold", "threshold", multiple=True, metavar="KEY=VALUE", help="Override one threshold, e.g. similarity=0.6."),
+        click.option("--no-cache", is_flag=True, help="Do not read or write the feature cache."),
+        click.option("--out", default="reports", show_default=True, type=click.Path(file_okay=False), help="Report folder."),
+        click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress bars."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _thresholds(config_file: str | None, overrides: tuple[str, ...]):
+    from advisor.decide import Thresholds, load_thresholds
+
+    th = load_thresholds(config_file) if config_file else Thresholds()
+    if overrides:
+        values = th.to_dict()
+        for item in overrides:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--threshold")
+            values[key.strip().replace("-", "_")] = value
+        try:
+            th = Thresholds.from_dict(values)
+        except ValueError as err:
+            raise click.BadParameter(str(err), param_hint="--threshold") from None
+    return th
+
+
+def _profile_config(per_class: int, sample_size: int, image_size: int | None, device: str, seed: int,
+                    weights: str, no_cache: bool):
+    from advisor.profile import ProfileConfig, resolve_device
+
+    resolve_device(device)  # fail early on --device cuda without CUDA
+    return ProfileConfig(per_class=per_class, total=sample_size, image_size=image_size, device=device,
+                         seed=seed, weights=None if weights == "random" else "imagenet",
+                         cache_dir="" if no_cache else None)
+
+
+def _print_recommendation(result: dict[str, Any], html: Path) -> None:
+    rec = result["recommendation"]
+    axes = rec["axes"]
+    ds = result["dataset"]
+    click.echo(f"\n{ds['path']}: {ds['n_images']} images, {ds['n_classes']} classes"
+               + (f", {len(ds['skipped'])} files skipped" if ds["skipped"] else ""))
+    click.secho(f"\n  {_STRATEGY_TEXT[rec['strategy']]}", bold=True)
+    click.echo(f"  case: {rec['case']}; backbone: {rec['backbone']}; confidence {rec['confidence']:.2f}")
+    best = next(b for b in result["backbones"] if b["name"] == rec["backbone"])
+    t = best["transferability"]
+    click.echo(f"  images per class {axes['size']['value']:.0f} (threshold {axes['size']['threshold']:.0f}) | "
+               f"similarity {axes['similarity']['value']:.2f} (threshold {axes['similarity']['threshold']:.2f}) | "
+               f"frozen probe {t.get('linear_probe', float('nan')):.1%} vs pixels {t.get('pixel_linear_probe', float('nan')):.1%}")
+    if rec.get("overrides"):
+        click.echo(f"  evidence override: {', '.join(rec['overrides'])}")
+    click.echo(f"\nreport: {html}")
+
+
+# --------------------------------------------------------------------------- recommend
+
+
+@main.command("recommend")
+@click.argument("data", default="data", type=click.Path())
+@_profile_options
+@_friendly_errors
+def recommend_cmd(data, backbones, per_class, sample_size, image_size, device, seed, weights,
+                  config_file, threshold, no_cache, out, as_json, quiet) -> None:
+    """Profile DATA (default ./data), advise freeze / fine-tune / not worth using, write a report.
+
+    DATA holds one folder per class, or train/ and val/ folders that each hold one per class.
+    """
+    from advisor.pipeline import run_recommend
+
+    th = _thresholds(config_file, threshold)
+    config = _profile_config(per_class, sample_size, image_size, device, seed, weights, no_cache)
+    job = run_recommend(data, _csv(backbones), config=config, thresholds=th, out=out, progress=not quiet)
+    if as_json:
+        _echo_json(job.result)
+    else:
+        _print_recommendation(job.result, job.html)
+
+
+# --------------------------------------------------------------------------- bench
+
+
+def _bench_options(fn: Callable) -> Callable:
+    options = [
+        click.option("--strategies", default="freeze,finetune,scratch", show_default=True,
+                     help="Comma-separated: freeze, finetune, scratch, partial, freeze_unfreeze."),
+        click.option("--epochs", default=8, show_default=True, type=click.IntRange(1)),
+        click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1)),
+        click.option("--seeds", default=1, show_default=True, type=click.IntRange(1), help="Number of seeds per run."),
+        click.option("--tune", is_flag=True, help="Sweep a few learning rates per strategy; keep the best on validation."),
+        click.option("--margin", default=0.02, show_default=True, type=click.FloatRange(0, 1),
+                     help="Accuracy margin of the cost-aware verdict."),
+        click.option("--max-per-class", type=click.IntRange(1), help="Cap training images per class (quick runs)."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+@main.command("bench")
+@click.argument("data", default="data", type=click.Path())
+@_profile_options
+@_bench_options
+@_friendly_errors
+def bench_cmd(data, backbones, per_class, sample_size, image_size, device, seed, weights, config_file,
+              threshold, no_cache, out, as_json, quiet, strategies, epochs, batch_size, seeds, tune, margin,
+              max_per_class) -> None:
+    """Train each strategy on DATA for each backbone, compare, and check the advice.
+
+    Finished runs are saved as they end: interrupt at any time and run the same command again.
+    """
+    from advisor.bench import BenchConfig
+    from advisor.pipeline import run_bench
+
+    th = _thresholds(config_file, threshold)
+    pconfig = _profile_config(per_class, sample_size, image_size, device, seed, weights, no_cache)
+    config = BenchConfig(
+        strategies=tuple(_csv(strategies) or ()), epochs=epochs, image_size=image_size, batch_size=batch_size,
+        seeds=tuple(range(seed, seed + seeds)), device=device, tune=tune, margin=margin,
+        cache_dir=pconfig.cache_dir, max_per_class=max_per_class,
+    )
+    job = run_bench(data, _csv(backbones), config=config, profile_config=pconfig, thresholds=th, out=out,
+                    progress=not quiet)
+    if as_json:
+        _echo_json(job.result)
+        return
+    _print_bench(job.result, job.html)
+
+
+def _print_bench(result: dict[str, Any], html: Path) -> None:
+    click.echo(f"\n{'backbone':20} {'strategy':16} {'accuracy':>9} {'±':>6} {'macro-F1':>8} {'seconds':>8}")
+    for row in result.get("summary", []):
+        std = row.get("std_accuracy") or 0.0
+        click.echo(f"{row['backbone']:20} {row['strategy']:16} {row['mean_accuracy']:9.1%} {std:6.1%} "
+                   f"{row.get('mean_f1', float('nan')):8.3f} {row.get('mean_seconds', float('nan')):8.1f}")
+    failed = [r for r in result.get("runs", []) if r.get("status") == "failed"]
+    for r in failed:
+        click.echo(f"failed: {r['backbone']}/{r['strategy']} seed {r['seed']}: {r.get('error')}")
+    winner = result.get("winner") or {}
+    if winner:
+        click.secho(f"\n  measured winner: {winner.get('verdict')} ({winner.get('backbone')}/{winner.get('strategy')}, "
+                    f"{winner.get('accuracy', float('nan')):.1%})", bold=True)
+        click.echo(f"  rule: {winner.get('rule')}")
+    rec = result.get("recommendation") or {}
+    agreement = result.get("agreement")
+    if rec:
+        word = {True: "agrees with", False: "disagrees with", None: "was not compared with"}[agreement]
+        click.echo(f"  the measurement {word} the advice ({rec.get('strategy')})")
+    click.echo(f"\nreport: {html}")
+
+
+# --------------------------------------------------------------------------- demo
+
+
+@main.command("demo")
+@click.option("--dataset", "name", default="digits", show_default=True,
+              type=click.Choice(["digits", "photos", "microscopy"]), help="Which embedded dataset.")
+@click.option("--out", default="reports", show_default=True, type=click.Path(file_okay=False))
+@click.option("--per-class", default=40, show_default=True, type=click.IntRange(4), help="Images per class.")
+@click.option("--epochs", default=3, show_default=True, type=click.IntRange(1))
+@click.option("--image-size", default=64, show_default=True, type=click.IntRange(16, 1024))
+@click.option("--quiet", "-q", is_flag=True)
+@_friendly_errors
+def demo_cmd(name: str, out: str, per_class: int, epochs: int, image_size: int, quiet: bool) -> None:
+    """Run recommend, then bench, on an embedded dataset (no download needed)."""
+    from advisor.bench import BenchConfig
+    from advisor.demo import make_demo
+    from advisor.pipeline import run_bench, run_recommend
+    from advisor.profile import ProfileConfig
+
+    root = make_demo(Path(out) / "demo-data", name, per_class=per_class)
+    click.echo(f"demo dataset: {root} (embedded {name}, {per_class} images per class)")
+    pconfig = ProfileConfig(per_class=per_class, image_size=image_size)
+    job = run_recommend(root, ["efficientnet_lite0"], config=pconfig, out=out, progress=not quiet)
+    _print_recommendation(job.result, job.html)
+    click.echo("\nbenchmarking freeze / finetune / scratch to check the advice...")
+    config = BenchConfig(epochs=epochs, image_size=image_size, batch_size=32)
+    job = run_bench(root, ["efficientnet_lite0"], config=config, profile_config=pconfig, out=out,
+                    progress=not quiet)
+    _print_bench(job.result, job.html)
+    click.echo(f"index of reports: {Path(out) / 'index.html'}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

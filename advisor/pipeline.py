@@ -1,0 +1,172 @@
+"""End-to-end jobs with the same names as the CLI commands: ``run_recommend``, ``run_bench``.
+
+Each composes the stages (scan -> profile -> decide -> [bench] -> report) and returns the
+JSON-ready result dict, with the paths of the HTML report and its JSON twin.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Sequence
+
+from advisor import __version__
+from advisor.backbones import list_backbones, offline_backbones, weights_status
+from advisor.data import Dataset, scan
+from advisor.decide import Thresholds, recommend
+from advisor.profile import Profile, ProfileConfig, profile, resolve_device
+
+__all__ = ["DEFAULT_BACKBONES", "JobResult", "default_backbones", "reproduction", "run_bench", "run_recommend"]
+
+#: Preferred backbones, in order; the default set is those whose weights are available now.
+DEFAULT_BACKBONES = ("efficientnet_lite0", "resnet18", "resnet50", "mobilenet_v3_large",
+                     "efficientnet_b0", "convnext_tiny")
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """A finished job: the result dict (as in the JSON twin) and where it was written."""
+
+    result: dict[str, Any]
+    html: Path
+    json: Path
+
+
+def default_backbones(limit: int = 3) -> list[str]:
+    """A sensible set of backbones whose ImageNet weights are available without a network."""
+    ready = set(offline_backbones())
+    chosen = [name for name in DEFAULT_BACKBONES if name in ready][:limit]
+    return chosen or ["efficientnet_lite0"]
+
+
+def reproduction(*, device: str, seed: int, options: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """Versions, device, seed, options and time: enough to run the job again."""
+    import numpy
+    import sklearn
+    import torch
+    import torchvision
+
+    try:
+        import timm
+
+        timm_version = timm.__version__
+    except ImportError:  # pragma: no cover - timm is a dependency
+        timm_version = None
+    return {
+        "versions": {
+            "advisor": __version__, "python": platform.python_version(), "torch": torch.__version__,
+            "torchvision": torchvision.__version__, "timm": timm_version, "numpy": numpy.__version__,
+            "scikit-learn": sklearn.__version__, "platform": platform.platform(),
+        },
+        "device": device,
+        "seed": seed,
+        "options": options,
+        "seconds": round(seconds, 3),
+        "command": " ".join(["advisor"] + sys.argv[1:]) if sys.argv and "advisor" in Path(sys.argv[0]).name else None,
+    }
+
+
+def _check_backbones(names: Sequence[str]) -> list[str]:
+    valid = set(list_backbones())
+    unknown = [n for n in names if n not in valid]
+    if unknown:
+        from advisor.backbones import UnknownBackboneError
+
+        raise UnknownBackboneError(
+            f"unknown backbone(s) {', '.join(unknown)}; run `advisor backbones` for the {len(valid)} valid names"
+        )
+    return list(names)
+
+
+def run_recommend(
+    data: str | os.PathLike | Dataset = "data",
+    backbones: Sequence[str] | None = None,
+    *,
+    config: ProfileConfig = ProfileConfig(),
+    thresholds: Thresholds = Thresholds(),
+    out: str | os.PathLike | None = "reports",
+    progress: bool = False,
+) -> JobResult:
+    """Profile ``data``, decide, and write the HTML report (+ JSON twin) into ``out``.
+
+    Example:
+        >>> job = run_recommend("data/")  # doctest: +SKIP
+        >>> job.result["recommendation"]["strategy"]  # doctest: +SKIP
+        'freeze'
+    """
+    start = time.perf_counter()
+    names = _check_backbones(backbones or default_backbones())
+    dataset = data if isinstance(data, Dataset) else scan(data)
+    prof: Profile = profile(dataset, names, config=config, progress=progress)
+    rec = recommend(prof, thresholds=thresholds)
+    result = {
+        "kind": "recommend",
+        "created": datetime.now().isoformat(timespec="seconds"),
+        "dataset": prof.dataset.to_dict(),
+        "backbones": [b.to_dict() for b in prof.backbones],
+        "recommendation": rec.to_dict(),
+        "reproduction": reproduction(
+            device=prof.device, seed=config.seed, seconds=time.perf_counter() - start,
+            options={"backbones": names, **config.to_dict(), "thresholds": thresholds.to_dict()},
+        ),
+    }
+    return _write(result, out, "recommend")
+
+
+def _write(result: dict[str, Any], out: str | os.PathLike | None, kind: str) -> JobResult:
+    from advisor import report
+
+    if out is None:
+        return JobResult(result, Path(), Path())
+    writer = report.write_recommend_report if kind == "recommend" else report.write_bench_report
+    html, js = writer(result, out)
+    result = dict(result, report=str(html))
+    return JobResult(result, html, js)
+
+
+def run_bench(
+    data: str | os.PathLike | Dataset = "data",
+    backbones: Sequence[str] | None = None,
+    *,
+    config: Any = None,
+    profile_config: ProfileConfig = ProfileConfig(),
+    thresholds: Thresholds = Thresholds(),
+    out: str | os.PathLike | None = "reports",
+    results_file: str | os.PathLike | None = None,
+    progress: bool = False,
+) -> JobResult:
+    """Train each strategy on each backbone, compare with the advice, write the report.
+
+    The advice comes from the same profile as ``advisor recommend`` (its features are cached,
+    so this costs little after a ``recommend``). Finished runs are appended to
+    ``results_file`` (default: ``<out>/bench-<data>.runs.jsonl``) and skipped when the
+    same command runs again.
+    """
+    from advisor.bench import BenchConfig, bench
+
+    config = config or BenchConfig()
+    names = _check_backbones(backbones or default_backbones(limit=2))
+    dataset = data if isinstance(data, Dataset) else scan(data)
+    pretrained = [n for n in names if weights_status(n) != "needs download"] or names
+    prof = profile(dataset, pretrained, config=profile_config, progress=progress)
+    rec = recommend(prof, thresholds=thresholds)
+    if results_file is None and out is not None:
+        stem = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(dataset.root).name) or "data"
+        results_file = Path(out) / f"bench-{stem}.runs.jsonl"
+        Path(out).mkdir(parents=True, exist_ok=True)
+    result = bench(
+        dataset, names, config=config, results_file=results_file,
+        recommendation=rec.to_dict(), profiles={b.name: b.to_dict() for b in prof.backbones},
+        progress=progress,
+    ).to_dict()
+    result["dataset"] = {**prof.dataset.to_dict(), **{k: v for k, v in result.get("dataset", {}).items() if v}}
+    return _write(result, out, "bench")
+
+
+def device_name(device: str) -> str:
+    return str(resolve_device(device))

@@ -1,0 +1,102 @@
+"""The profiler: one pass collects embeddings, logits, BN statistics; similarity orders real data."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from advisor.backbones import get_backbone
+from advisor.data import load_image, scan
+from advisor.demo import make_demo
+from advisor.profile import (
+    Profile,
+    ProfileConfig,
+    _ChannelStats,
+    extract_features,
+    profile,
+    similarity_score,
+)
+
+
+def test_channel_stats_merge_batches_exactly():
+    torch.manual_seed(0)
+    xs = [torch.randn(n, 4, 5, 5) * 3 + 1 for n in (1, 7, 2)]
+    acc = _ChannelStats()
+    for x in xs:
+        acc(None, (x,))
+    mean, var = acc.result()
+    full = torch.cat(xs).double()
+    assert np.allclose(mean, full.mean(dim=(0, 2, 3)).numpy(), atol=1e-6)
+    assert np.allclose(var, full.var(dim=(0, 2, 3), unbiased=False).numpy(), atol=1e-5)
+
+
+def test_one_pass_collects_everything_and_is_cached(tiny_image_folder, tmp_path):
+    ds = scan(tiny_image_folder)
+    bb = get_backbone("resnet18", weights=None)
+    kwargs = dict(image_size=32, batch_size=3, num_workers=0, cache_dir=tmp_path / "c", fingerprint=ds.fingerprint())
+    first = extract_features(bb, ds.samples, **kwargs)
+    assert first.embeddings.shape == (8, 512) and first.logits.shape == (8, 1000)
+    assert first.pixels.shape == (8, 3 * 16 * 16)
+    assert sorted(first.labels.tolist()) == [0] * 4 + [1] * 4
+    assert set(first.bn_mean) == {n for n, _ in bb.batchnorm_layers()}
+    assert first.cached is False
+    # the hooks saw the same activations as a plain forward pass: the embedding matches
+    x = torch.stack([bb.eval_transform(32)(load_image(p)) for p in first.paths])
+    with torch.no_grad():
+        emb, _ = bb.embed(x)
+    assert np.allclose(emb.numpy(), first.embeddings, atol=1e-4)
+    again = extract_features(bb, ds.samples, **kwargs)
+    assert again.cached is True
+    assert np.array_equal(again.embeddings, first.embeddings)
+    assert again.paths == first.paths
+    # another image size is another cache entry
+    assert extract_features(bb, ds.samples, **{**kwargs, "image_size": 48}).cached is False
+
+
+def test_bad_image_in_the_sample_is_listed_not_fatal(tiny_image_folder):
+    bad = tiny_image_folder / "cat" / "broken.jpg"
+    data = (tiny_image_folder / "cat" / "0.jpg").read_bytes()
+    bad.write_bytes(data[: len(data) // 2])
+    result = profile(tiny_image_folder, ["resnet18"],
+                     config=ProfileConfig(weights=None, image_size=32, num_workers=0, cache_dir="", cv=2))
+    skipped = {s["path"]: s["reason"] for s in result.dataset.skipped}
+    assert str(bad) in skipped and "truncated" in skipped[str(bad)]
+    assert result.backbones[0].n_sample == 8
+    assert result.dataset.n_images == 9  # the listing still counts it; decoding did not
+
+
+def test_profile_round_trips_through_json(tiny_image_folder):
+    result = profile(tiny_image_folder, ["resnet18"],
+                     config=ProfileConfig(weights=None, image_size=32, num_workers=0, cv=2))
+    text = json.dumps(result.to_dict())
+    back = Profile.from_dict(json.loads(text))
+    assert back == result
+    assert result.dataset.class_counts == {"cat": 4, "dog": 4}
+    assert result.backbones[0].notes and "random weights" in result.backbones[0].notes[-1]
+
+
+def test_similarity_formula_is_monotone_and_bounded():
+    near = {"bn_divergence": 0.1, "max_softmax": 0.5, "entropy": 0.35, "energy": -9.5}
+    far = {"bn_divergence": 0.6, "max_softmax": 0.08, "entropy": 0.8, "energy": -7.8}
+    assert 0.9 < similarity_score(near) <= 1.0
+    assert 0.0 <= similarity_score(far) < 0.1
+    without_bn = dict(near, bn_divergence=None)  # vgg16-style: the head's signals alone
+    assert 0.9 < similarity_score(without_bn) <= 1.0
+
+
+@pytest.mark.slow
+def test_similarity_orders_real_data_near_above_far(demo_root):
+    """Natural photos above microscopy, digits, drawings, noise and flat images (real weights)."""
+    sizes = {"photos": 8, "microscopy": 10, "digits": 5, "shapes": 10, "noise": 12, "flat": 12}
+    config = ProfileConfig(per_class=12, cache_dir="", cv=2)
+    scores = {}
+    for name, per_class in sizes.items():
+        root = make_demo(demo_root, name, per_class=per_class)
+        scores[name] = profile(root, ["efficientnet_lite0"], config=config).backbones[0].similarity
+    assert scores["photos"] > 0.6, scores
+    for far in ("microscopy", "digits", "shapes", "noise", "flat"):
+        assert scores[far] < 0.4, scores
+        assert scores["photos"] - scores[far] > 0.3, scores
