@@ -127,7 +127,7 @@ def _profile_options(fn: Callable) -> Callable:
         click.option("--backbones", "backbones", help="Comma-separated backbone names (default: available ones)."),
         click.option("--per-class", default=50, show_default=True, type=click.IntRange(2), help="Sample cap per class."),
         click.option("--sample-size", default=1000, show_default=True, type=click.IntRange(4), help="Sample cap in total."),
-        click.option("--image-size", type=click.IntRange(16, 1024), help="Crop size (default: each backbone's)."),
+        click.option("--image-size", type=click.IntRange(16, 1024), help="Crop size of the profile (default: each backbone's native size, where the similarity score is calibrated)."),
         click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"])),
         click.option("--seed", default=0, show_default=True, type=int),
         click.option("--weights", "weights", default="imagenet", show_default=True, type=click.Choice(["imagenet", "random"])),
@@ -306,7 +306,7 @@ def demo_cmd(name: str, out: str, per_class: int, epochs: int, image_size: int, 
 
     root = make_demo(Path(out) / "demo-data", name, per_class=per_class)
     click.echo(f"demo dataset: {root} (embedded {name}, {per_class} images per class)")
-    pconfig = ProfileConfig(per_class=per_class, image_size=image_size)
+    pconfig = ProfileConfig(per_class=per_class)  # native size: where the similarity is calibrated
     job = run_recommend(root, ["efficientnet_lite0"], config=pconfig, out=out, progress=not quiet)
     _print_recommendation(job.result, job.html)
     click.echo("\nbenchmarking freeze / finetune / scratch to check the advice...")

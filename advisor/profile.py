@@ -119,7 +119,10 @@ class ProfileConfig:
         per_class: At most this many images per class in the sample.
         total: At most this many images in the sample.
         seed: Seed of the sample and of the cross-validation folds.
-        image_size: Crop size; ``None`` uses each backbone's default.
+        image_size: Crop size; ``None`` uses each backbone's native size. The similarity
+            score is calibrated at the native size: the ImageNet head's confidence and the
+            activation statistics shift with resolution, so another size makes it unreliable
+            (the profile then carries a note saying so).
         batch_size: Images per forward pass.
         num_workers: DataLoader workers; ``None`` picks from the core count.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"``.
@@ -682,6 +685,11 @@ def profile_backbone(backbone: Backbone, samples: Sequence[Sample], config: Prof
         notes.append("no BatchNorm layers: similarity from the ImageNet head's signals only")
     if not backbone.pretrained:
         notes.append("random weights: similarity and transferability are not meaningful")
+    if config.image_size and config.image_size != backbone.image_size:
+        notes.append(
+            f"profiled at {config.image_size} px instead of the native {backbone.image_size} px: the similarity "
+            "score is calibrated at the native size and is unreliable at this one"
+        )
     transfer, curve, slope = _transferability(feats, cv=config.cv, seed=config.seed)
     n = len(feats.labels)
     return BackboneProfile(

@@ -1,0 +1,99 @@
+"""The command line as a user meets it: exit codes, one-line errors, --json, reports on disk."""
+
+from __future__ import annotations
+
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from advisor import __version__
+from advisor.cli import main
+from advisor.demo import make_demo
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_version_and_help():
+    assert run("--version").output.strip().endswith(__version__)
+    for command in ("recommend", "bench", "backbones", "demo", "weights"):
+        result = run(command, "--help")
+        assert result.exit_code == 0 and "Usage:" in result.output
+
+
+def test_backbones_json_lists_the_registry():
+    result = run("backbones", "--json", "--available")
+    rows = json.loads(result.output)
+    lite = next(r for r in rows if r["name"] == "efficientnet_lite0")
+    assert lite["weights"] == "bundled" and lite["embedding_dim"] == 1280
+    assert all(r["weights"] != "needs download" for r in rows)
+
+
+@pytest.mark.parametrize(
+    "setup, needle",
+    [
+        (lambda p: p / "nope", "does not exist"),
+        (lambda p: (p / "empty").mkdir() or p / "empty", "empty"),
+    ],
+)
+def test_bad_data_folder_is_one_clear_line_and_exit_1(tmp_path, setup, needle):
+    folder = setup(tmp_path)
+    result = CliRunner().invoke(main, ["recommend", str(folder), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 1
+    assert str(folder) in result.output and needle in result.output.lower()
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "r").exists() or not list((tmp_path / "r").glob("*.html"))
+
+
+def test_usage_errors_exit_2(tmp_path):
+    assert CliRunner().invoke(main, ["recommend", str(tmp_path), "--device", "tpu"]).exit_code == 2
+    assert CliRunner().invoke(main, ["recommend", str(tmp_path), "--per-class", "0"]).exit_code == 2
+    result = CliRunner().invoke(main, ["recommend", str(tmp_path), "--threshold", "simlarity=0.3"])
+    assert result.exit_code == 2 and "simlarity" in result.output
+
+
+def test_unknown_backbone_exit_1(tiny_image_folder, tmp_path):
+    result = CliRunner().invoke(main, ["recommend", str(tiny_image_folder), "--backbones", "resnet19",
+                                       "--out", str(tmp_path)])
+    assert result.exit_code == 1 and "resnet19" in result.output and "advisor backbones" in result.output
+
+
+class _Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.urls = []
+
+    def handle_starttag(self, tag, attrs):
+        self.urls += [v for k, v in attrs if k in ("src", "href") and v]
+
+
+@pytest.mark.slow
+def test_recommend_json_and_report_on_real_digits(demo_root, tmp_path):
+    data = make_demo(demo_root, "digits", per_class=8)
+    out = tmp_path / "reports"
+    result = run("recommend", str(data), "--per-class", "8", "--json", "-q", "--out", str(out))
+    assert result.exit_code == 0
+    doc = json.loads(result.output)
+    assert doc["dataset"]["n_images"] == 80 and doc["dataset"]["n_classes"] == 10
+    assert doc["dataset"]["class_counts"]["3"] == 8 and doc["dataset"]["skipped"] == []
+    (bb,) = doc["backbones"]
+    assert bb["name"] == "efficientnet_lite0" and 0 <= bb["similarity"] < 0.5
+    assert {"linear_probe", "pixel_linear_probe", "logme", "leep", "nce", "hscore"} <= set(bb["transferability"])
+    rec = doc["recommendation"]
+    assert rec["strategy"] in {"freeze", "finetune", "not_worth_using"}
+    assert rec["case"].startswith("little data, different")  # 8 digits per class, far from ImageNet
+    assert 0 <= rec["confidence"] <= 1 and rec["reasons"]
+    html = Path(doc["report"])
+    assert html.is_file() and html.with_suffix(".json").is_file() and (out / "index.html").is_file()
+    parser = _Links()
+    parser.feed(html.read_text())
+    assert parser.urls and not [u for u in parser.urls if u.startswith(("http:", "https:", "//"))]
+    # a second run reuses the cached features and says so
+    again = json.loads(run("recommend", str(data), "--per-class", "8", "--json", "-q",
+                           "--out", str(out)).output)
+    assert again["backbones"][0]["cached"] is True
+    assert again["recommendation"]["strategy"] == rec["strategy"]
