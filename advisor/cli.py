@@ -134,6 +134,8 @@ def _profile_options(fn: Callable) -> Callable:
         click.option("--config", "config_file", type=click.Path(dir_okay=False), help="JSON/TOML file of decision thresholds."),
         click.option("--threshold", "threshold", multiple=True, metavar="KEY=VALUE", help="Override one threshold, e.g. similarity=0.6."),
         click.option("--no-cache", is_flag=True, help="Do not read or write the feature cache."),
+        click.option("--reference", type=click.Path(dir_okay=False),
+                     help="Reference statistics from `advisor reference build` (adds a Frechet distance)."),
         click.option("--out", default="reports", show_default=True, type=click.Path(file_okay=False), help="Report folder."),
         click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bars."),
@@ -162,13 +164,13 @@ def _thresholds(config_file: str | None, overrides: tuple[str, ...]):
 
 
 def _profile_config(per_class: int, sample_size: int, image_size: int | None, device: str, seed: int,
-                    weights: str, no_cache: bool):
+                    weights: str, no_cache: bool, reference: str | None = None):
     from advisor.profile import ProfileConfig, resolve_device
 
     resolve_device(device)  # fail early on --device cuda without CUDA
     return ProfileConfig(per_class=per_class, total=sample_size, image_size=image_size, device=device,
                          seed=seed, weights=None if weights == "random" else "imagenet",
-                         cache_dir="" if no_cache else None)
+                         cache_dir="" if no_cache else None, reference=reference)
 
 
 def _print_recommendation(result: dict[str, Any], html: Path) -> None:
@@ -197,7 +199,7 @@ def _print_recommendation(result: dict[str, Any], html: Path) -> None:
 @_profile_options
 @_friendly_errors
 def recommend_cmd(data, backbones, per_class, sample_size, image_size, device, seed, weights,
-                  config_file, threshold, no_cache, out, as_json, quiet) -> None:
+                  config_file, threshold, no_cache, reference, out, as_json, quiet) -> None:
     """Profile DATA (default ./data), advise freeze / fine-tune / not worth using, write a report.
 
     DATA holds one folder per class, or train/ and val/ folders that each hold one per class.
@@ -205,7 +207,7 @@ def recommend_cmd(data, backbones, per_class, sample_size, image_size, device, s
     from advisor.pipeline import run_recommend
 
     th = _thresholds(config_file, threshold)
-    config = _profile_config(per_class, sample_size, image_size, device, seed, weights, no_cache)
+    config = _profile_config(per_class, sample_size, image_size, device, seed, weights, no_cache, reference)
     job = run_recommend(data, _csv(backbones), config=config, thresholds=th, out=out, progress=not quiet)
     if as_json:
         _echo_json(job.result)
@@ -239,7 +241,7 @@ def _bench_options(fn: Callable) -> Callable:
 @_bench_options
 @_friendly_errors
 def bench_cmd(data, backbones, per_class, sample_size, image_size, device, seed, weights, config_file,
-              threshold, no_cache, out, as_json, quiet, strategies, epochs, batch_size, seeds, tune, margin,
+              threshold, no_cache, reference, out, as_json, quiet, strategies, epochs, batch_size, seeds, tune, margin,
               max_per_class) -> None:
     """Train each strategy on DATA for each backbone, compare, and check the advice.
 
@@ -249,7 +251,7 @@ def bench_cmd(data, backbones, per_class, sample_size, image_size, device, seed,
     from advisor.pipeline import run_bench
 
     th = _thresholds(config_file, threshold)
-    pconfig = _profile_config(per_class, sample_size, image_size, device, seed, weights, no_cache)
+    pconfig = _profile_config(per_class, sample_size, None, device, seed, weights, no_cache, reference)
     config = BenchConfig(
         strategies=tuple(_csv(strategies) or ()), epochs=epochs, image_size=image_size, batch_size=batch_size,
         seeds=tuple(range(seed, seed + seeds)), device=device, tune=tune, margin=margin,
@@ -283,6 +285,33 @@ def _print_bench(result: dict[str, Any], html: Path) -> None:
         word = {True: "agrees with", False: "disagrees with", None: "was not compared with"}[agreement]
         click.echo(f"  the measurement {word} the advice ({rec.get('strategy')})")
     click.echo(f"\nreport: {html}")
+
+
+# --------------------------------------------------------------------------- reference
+
+
+@main.group("reference")
+def reference_group() -> None:
+    """Reference embedding statistics from image folders you own."""
+
+
+@reference_group.command("build")
+@click.argument("folder", type=click.Path())
+@click.option("--backbone", default="efficientnet_lite0", show_default=True)
+@click.option("--sample-size", default=1000, show_default=True, type=click.IntRange(2))
+@click.option("--out", type=click.Path(dir_okay=False), help="File to write (default: in advisor's cache).")
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]))
+@click.option("--quiet", "-q", is_flag=True)
+@_friendly_errors
+def reference_build(folder: str, backbone: str, sample_size: int, out: str | None, device: str, quiet: bool) -> None:
+    """Embed up to --sample-size images of FOLDER (any layout) and save their mean/covariance.
+
+    Pass the file to `advisor recommend --reference FILE` to add a Frechet distance to it.
+    """
+    from advisor.profile import build_reference
+
+    dest = build_reference(folder, backbone, out=out, total=sample_size, device=device, progress=not quiet)
+    click.echo(f"reference for {backbone} written to {dest}")
 
 
 # --------------------------------------------------------------------------- demo

@@ -52,6 +52,7 @@ __all__ = [
     "Sample",
     "Skipped",
     "collate_skipping",
+    "find_images",
     "load_image",
     "read_header",
     "scan",
@@ -411,6 +412,25 @@ def _walk_class(
                 found.append(entry.path)
         stack.extend(reversed(subfolders))  # pop order = sorted order
     return found
+
+
+def find_images(root: str | os.PathLike) -> tuple[list[str], list[Skipped]]:
+    """Every usable image file under ``root`` whatever the layout (no classes needed).
+
+    The same listing checks as :func:`scan` (hidden, non-image, zero-byte, loops...).
+
+    Raises:
+        DatasetError: ``root`` is missing, not a folder, or holds no usable image.
+    """
+    shown = os.fspath(root)
+    path = os.path.abspath(shown)
+    st = _check_root(path, shown)
+    skipped: list[Skipped] = []
+    key = (st.st_dev, st.st_ino)
+    found = _walk_class(path, frozenset({key}), {key}, skipped)
+    if not found:
+        raise DatasetError(f"no usable image in {_q(shown)}: add .jpg/.png files to it")
+    return found, skipped
 
 
 def _subfolders(

@@ -61,7 +61,9 @@ __all__ = [
     "Profile",
     "ProfileConfig",
     "SIGNAL_CALIBRATION",
+    "build_reference",
     "extract_features",
+    "load_reference",
     "profile",
     "resolve_device",
     "similarity_score",
@@ -129,6 +131,8 @@ class ProfileConfig:
         weights: ``"imagenet"`` or ``None`` (random initialisation).
         cache_dir: Where features are cached; ``None`` for the default, ``""`` disables.
         cv: Folds of the probes.
+        reference: A reference-statistics file from :func:`build_reference`; backbones it was
+            built with get a Frechet distance of their embeddings to it.
     """
 
     per_class: int = 50
@@ -141,6 +145,7 @@ class ProfileConfig:
     weights: str | None = "imagenet"
     cache_dir: str | None = None
     cv: int = 5
+    reference: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -549,6 +554,74 @@ def similarity_score(signals: dict[str, float | None]) -> float:
     return float(sum(SIGNAL_WEIGHTS[k] * v for k, v in scores.items()) / total)
 
 
+# --------------------------------------------------------------------------- reference
+
+
+def _embedding_stats(embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x = embeddings.astype(np.float64)
+    return x.mean(axis=0), np.cov(x, rowvar=False)
+
+
+def _reference_dir() -> Path:
+    return _default_cache_dir().parent / "references"
+
+
+def build_reference(
+    folder: str | os.PathLike,
+    backbone: str = "efficientnet_lite0",
+    *,
+    out: str | os.PathLike | None = None,
+    total: int = 1000,
+    seed: int = 0,
+    batch_size: int = 32,
+    device: str = "auto",
+    weights: str | None = "imagenet",
+    progress: bool = False,
+) -> Path:
+    """Embedding mean/covariance of any image folder you own, for Frechet distances later.
+
+    Any layout works (class folders are not needed). Up to ``total`` images are sampled
+    with ``seed``. Returns the ``.npz`` file written (atomically).
+
+    Example:
+        >>> ref = build_reference("~/photos/imagenet-val-subset")  # doctest: +SKIP
+        >>> profile("data/", config=ProfileConfig(reference=str(ref)))  # doctest: +SKIP
+    """
+    from advisor.data import find_images
+
+    paths, _ = find_images(folder)
+    rng = np.random.default_rng(seed)
+    chosen = sorted(rng.choice(len(paths), size=min(total, len(paths)), replace=False).tolist())
+    samples = [Sample(paths[i], 0, "all") for i in chosen]
+    bb = get_backbone(backbone, weights=weights)
+    feats = extract_features(bb, samples, batch_size=batch_size, device=device, cache_dir="",
+                             collect_bn=False, progress=progress)
+    if len(feats.labels) < 2:
+        raise ImageLoadError(os.fspath(folder), "fewer than 2 images could be decoded for the reference")
+    mean, cov = _embedding_stats(feats.embeddings)
+    name = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(folder).resolve().name)
+    dest = Path(out) if out else _reference_dir() / f"{name}-{backbone}.npz"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    meta = {"backbone": backbone, "weights": bb.weights, "folder": str(Path(folder).resolve()),
+            "n": int(len(feats.labels)), "image_size": bb.image_size}
+    with open(tmp, "wb") as fh:
+        np.savez(fh, mean=mean, cov=cov, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
+    os.replace(tmp, dest)
+    return dest
+
+
+def load_reference(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a reference file: ``mean``, ``cov`` and its metadata."""
+    try:
+        with np.load(path) as z:
+            meta = json.loads(bytes(z["meta"]).decode())
+            return {**meta, "mean": z["mean"], "cov": z["cov"]}
+    except (OSError, KeyError, ValueError) as err:
+        raise ValueError(f"reference file {path} cannot be read ({err}): build one with "
+                         "`advisor reference build DIR`") from None
+
+
 # --------------------------------------------------------------------------- results
 
 
@@ -690,6 +763,14 @@ def profile_backbone(backbone: Backbone, samples: Sequence[Sample], config: Prof
             f"profiled at {config.image_size} px instead of the native {backbone.image_size} px: the similarity "
             "score is calibrated at the native size and is unreliable at this one"
         )
+    if config.reference:
+        ref = load_reference(config.reference)
+        if ref["backbone"] == backbone.name and ref["weights"] == backbone.weights:
+            mu, cov = _embedding_stats(feats.embeddings)
+            signals["frechet_to_reference"] = metrics.frechet_distance(mu, cov, ref["mean"], ref["cov"])
+            notes.append(f"Frechet distance to the reference built from {ref['folder']} ({ref['n']} images)")
+        else:
+            notes.append(f"the reference was built with {ref['backbone']} ({ref['weights']}), not this backbone")
     transfer, curve, slope = _transferability(feats, cv=config.cv, seed=config.seed)
     n = len(feats.labels)
     return BackboneProfile(

@@ -100,3 +100,21 @@ def test_similarity_orders_real_data_near_above_far(demo_root):
     for far in ("microscopy", "digits", "shapes", "noise", "flat"):
         assert scores[far] < 0.4, scores
         assert scores["photos"] - scores[far] > 0.3, scores
+
+
+@pytest.mark.slow
+def test_reference_frechet_is_smaller_for_data_like_the_reference(demo_root, tmp_path):
+    from advisor.profile import build_reference, load_reference
+
+    ref_root = make_demo(tmp_path / "ref", "photos", per_class=6, seed=1)  # other crops than the target's
+    ref = build_reference(ref_root, out=tmp_path / "photos.npz")
+    meta = load_reference(ref)
+    assert meta["n"] == 36 and meta["mean"].shape == (1280,) and meta["cov"].shape == (1280, 1280)
+    config = ProfileConfig(per_class=5, cache_dir="", cv=2, reference=str(ref))
+    near = profile(make_demo(demo_root, "photos", per_class=8), ["efficientnet_lite0"], config=config)
+    far = profile(make_demo(demo_root, "digits", per_class=5), ["efficientnet_lite0"], config=config)
+    d_near = near.backbones[0].signals["frechet_to_reference"]
+    d_far = far.backbones[0].signals["frechet_to_reference"]
+    assert 0 < d_near < d_far
+    with pytest.raises(ValueError, match="advisor reference build"):
+        load_reference(tmp_path / "missing.npz")
