@@ -95,15 +95,26 @@ class Preprocessing:
     def _interp(self) -> T.InterpolationMode:
         return T.InterpolationMode(self.interpolation)
 
-    def eval_transform(self) -> Callable:
-        """Resize, centre crop, to a normalised float tensor."""
-        return T.Compose([
+    def eval_transform(self, *, normalize: bool = True) -> Callable:
+        """Resize, centre crop, to a normalised float tensor.
+
+        With ``normalize=False`` the result stays a uint8 tensor: DataLoader workers then
+        hand over a quarter of the bytes, and :meth:`normalize` runs once per batch.
+        """
+        steps: list[Callable] = [
             T.Resize(self.resize_size, interpolation=self._interp(), antialias=True),
             T.CenterCrop(self.image_size),
             T.PILToTensor(),
-            T.ConvertImageDtype(torch.float32),
-            T.Normalize(self.mean, self.std),
-        ])
+        ]
+        if normalize:
+            steps += [T.ConvertImageDtype(torch.float32), T.Normalize(self.mean, self.std)]
+        return T.Compose(steps)
+
+    def normalize(self, batch: torch.Tensor) -> torch.Tensor:
+        """uint8 images (N, 3, H, W) -> float32, normalised with the weights' mean/std."""
+        mean = torch.tensor(self.mean, device=batch.device).view(1, -1, 1, 1) * 255.0
+        std = torch.tensor(self.std, device=batch.device).view(1, -1, 1, 1) * 255.0
+        return (batch.float() - mean) / std
 
     def train_transform(self, *, scale: tuple[float, float] = (0.35, 1.0), flip: bool = True) -> Callable:
         """Random resized crop (+ horizontal flip) at ``image_size``, normalised."""

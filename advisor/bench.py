@@ -191,10 +191,11 @@ class Recipe:
     """How one strategy trains: what the report's recipe table shows.
 
     Attributes:
-        optimizer: ``"adamw"``.
-        lr_head: Peak learning rate of the new classifier.
+        optimizer: ``"adamw"``; ``freeze``'s head: full-batch L-BFGS.
+        lr_head: Peak learning rate of the new classifier (L-BFGS: its initial step).
         lr_backbone: Peak learning rate of the trained backbone layers; ``None`` when frozen.
-        weight_decay: Decoupled weight decay (AdamW).
+        weight_decay: Decoupled weight decay (AdamW); for the L-BFGS head the L2 strength
+            ``lambda`` of ``lambda / (2 n) * ||W||^2``, i.e. sklearn's ``C = 1 / lambda``.
         epochs: Training epochs (curve points).
         batch_size: Images per step (halved after a CUDA out-of-memory error: the final value).
         augment: Training augmentation, in words.
@@ -205,7 +206,7 @@ class Recipe:
         warmup: Share of the steps with a linear warm-up.
         trainable: Which layers train, in words.
         train_bn: Whether BatchNorm layers of the backbone update their statistics.
-        head_steps: ``freeze`` only: minimum optimiser steps of the head over all epochs.
+        head_steps: ``freeze`` only: L-BFGS iterations of the head over all epochs.
         unfreeze_epoch: ``freeze_unfreeze`` only: first epoch (0-based) that trains everything.
         lr_sweep: With ``tune``, the multipliers of the default learning rates that were tried.
         lr_scale: The multiplier used (the chosen one with ``tune``).
@@ -233,7 +234,13 @@ class Recipe:
     selection: str = "defaults, not tuned"
 
     def scaled(self, factor: float) -> "Recipe":
-        """The same recipe with every learning rate multiplied by ``factor``."""
+        """The same recipe with every learning rate multiplied by ``factor``.
+
+        An L-BFGS head has a line search instead of a learning rate: its L2 strength is divided
+        by ``factor`` instead (a larger step and less regularisation both fit harder).
+        """
+        if self.optimizer.startswith("lbfgs"):
+            return replace(self, weight_decay=self.weight_decay / factor, lr_scale=factor)
         return replace(
             self,
             lr_head=self.lr_head * factor,
@@ -468,7 +475,9 @@ class Strategy:
         cost_rank: Cost order used by the verdict (cheapest wins ties): freeze 0, partial 1,
             finetune 2, scratch 2.
         weights: ``"imagenet"`` or ``None`` (random initialisation).
-        verdict: What the verdict calls this strategy when it wins.
+        verdict: What the verdict calls this strategy when it wins, in the advice's vocabulary
+            (``advisor.decide.STRATEGIES``: freeze, finetune, not_worth_using), so that
+            ``agreement`` compares like with like; ``winner["strategy"]`` keeps the exact name.
         recipe: The :class:`Recipe` it trains with.
 
     Example:
@@ -537,7 +546,7 @@ class Freeze(Strategy):
 
     The embeddings of the train and validation images are extracted once (eval transform,
     cached on disk by :func:`advisor.profile.extract_features`), standardised, and a linear
-    head is trained on them with AdamW; the standardisation is then folded into the head, so
+    head is fitted on them with full-batch L-BFGS and an L2 penalty; the standardisation is then folded into the head, so
     ``backbone.forward`` gives the same predictions. ``train_seconds`` is the extraction time
     (of the first extraction when the features came from the cache) plus the head's.
     """
@@ -548,10 +557,11 @@ class Freeze(Strategy):
 
     def default_recipe(self, config: BenchConfig) -> Recipe:
         return Recipe(
-            optimizer="adamw", lr_head=3e-3, lr_backbone=None, weight_decay=1e-2, epochs=config.epochs,
-            batch_size=config.batch_size, augment="none (embeddings of the eval transform, cached)",
-            label_smoothing=0.0, schedule="cosine to 0 over all head steps", trainable="head",
-            train_bn=False, head_steps=400,
+            optimizer="lbfgs (full batch, strong Wolfe line search)", lr_head=1.0, lr_backbone=None,
+            weight_decay=1.0, epochs=config.epochs, batch_size=config.batch_size,
+            augment="none (embeddings of the eval transform, cached)", label_smoothing=0.0,
+            schedule="none (line search)", trainable="head (on standardised embeddings)", train_bn=False,
+            head_steps=400,
         )
 
     def configure(self, backbone: Backbone, num_classes: int) -> list[dict[str, Any]]:
@@ -567,12 +577,16 @@ class Freeze(Strategy):
 
 
 class Finetune(Strategy):
-    """Every layer trains; the backbone at a tenth of the head's learning rate.
+    """Every layer trains; the backbone at a third of the head's learning rate.
 
-    Defaults (AdamW, head 2e-3, backbone 2e-4, 10 % warm-up then cosine, label smoothing 0.1,
-    light augmentation) avoid the two ways a plain recipe makes fine-tuning lose to freezing:
-    a backbone learning rate too low to move in a few epochs, and crops so strong that the
-    small dataset no longer looks like itself.
+    Defaults (AdamW, head 3e-3, backbone 1e-3, 10 % warm-up then cosine to 0, label smoothing
+    0.1, random resized crop with scale (0.5, 1) + flip) avoid the two ways a plain recipe
+    makes fine-tuning lose to freezing in a few epochs: a backbone learning rate too low to
+    move, and crops so strong that a small dataset no longer looks like itself. Measured with
+    efficientnet_lite0, 6 epochs, seed 0: on digits (64 px, 320 train images) these defaults
+    reach 80.0 % where head 2e-3 / backbone 2e-4 reaches 58.8 %, head 1e-3 / backbone 1e-4
+    48.8 % and scale (0.08, 1) crops 46.3 % (freeze: 81.2 %); on hymenoptera (128 px, near
+    ImageNet) they match the gentler 2e-3 / 2e-4 (88.2 % both; freeze 82.4 %).
     """
 
     name = "finetune"
@@ -580,7 +594,7 @@ class Finetune(Strategy):
     verdict = "finetune"
 
     def default_recipe(self, config: BenchConfig) -> Recipe:
-        return _network_recipe(config, lr_head=2e-3, lr_backbone=2e-4, trainable="all layers")
+        return _network_recipe(config, lr_head=3e-3, lr_backbone=1e-3, trainable="all layers")
 
     def configure(self, backbone: Backbone, num_classes: int) -> list[dict[str, Any]]:
         head = backbone.replace_head(num_classes)
@@ -602,11 +616,11 @@ class Partial(Strategy):
 
     name = "partial"
     cost_rank = 1
-    verdict = "partial"
+    verdict = "finetune"  # the advice's vocabulary (advisor.decide.STRATEGIES) has no "partial"
     tail_share: ClassVar[float] = 0.25
 
     def default_recipe(self, config: BenchConfig) -> Recipe:
-        return _network_recipe(config, lr_head=2e-3, lr_backbone=2e-4, trainable="last stage(s) + head")
+        return _network_recipe(config, lr_head=3e-3, lr_backbone=1e-3, trainable="last stage(s) + head")
 
     def configure(self, backbone: Backbone, num_classes: int) -> list[dict[str, Any]]:
         head = backbone.replace_head(num_classes)
@@ -640,7 +654,7 @@ class FreezeUnfreeze(Finetune):
 
     def default_recipe(self, config: BenchConfig) -> Recipe:
         return _network_recipe(
-            config, lr_head=2e-3, lr_backbone=2e-4, unfreeze_epoch=max(1, config.epochs // 3),
+            config, lr_head=3e-3, lr_backbone=1e-3, unfreeze_epoch=max(1, config.epochs // 3),
             trainable="head, then all layers from unfreeze_epoch",
         )
 
@@ -750,7 +764,7 @@ class _ImageStore:
             return True
         start = time.perf_counter()
         resize = T.Resize(self.resize_size, interpolation=T.InterpolationMode(self.interpolation), antialias=True)
-        folder = ImageFolder(todo, lambda im: np.asarray(resize(im)), draft_size=(self.resize_size,) * 2)
+        folder = ImageFolder(todo, lambda im: np.array(resize(im)), draft_size=(self.resize_size,) * 2)
         loader = torch.utils.data.DataLoader(
             folder, batch_size=16, num_workers=num_workers, collate_fn=collate_skipping,
             prefetch_factor=4 if num_workers > 0 else None,
@@ -759,7 +773,7 @@ class _ImageStore:
             for f in failed:
                 self.failures[f.path] = Skipped(f.path, f.reason)
             for array, i in zip(arrays, indices.tolist()):
-                image = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).contiguous()
+                image = torch.from_numpy(array).permute(2, 0, 1).contiguous()
                 self.images[todo[i].path] = image
                 self.nbytes += image.numel()
             if self.nbytes > self.limit_bytes:
@@ -1078,10 +1092,13 @@ def _fit_head_on_embeddings(strategy: Strategy, backbone: Backbone, data: _RunDa
     recipe = strategy.recipe
     # Random weights differ with every seed, and the cache key cannot tell them apart.
     cache_dir = env.cache_dir if backbone.pretrained else ""
+    # Freeze needs no BatchNorm statistics: skipping them makes the pass faster (the cache key
+    # records the choice, so these entries never answer the profiler).
     common = dict(image_size=env.image_size, batch_size=recipe.batch_size, num_workers=env.num_workers,
-                  device=env.device, cache_dir=cache_dir, fingerprint=env.fingerprint, progress=env.progress)
-    # Extract before the head is replaced: the cached logits must stay ImageNet's, since the
-    # profiler reads the same cache entries.
+                  device=env.device, cache_dir=cache_dir, fingerprint=env.fingerprint,
+                  collect_bn=False, progress=env.progress)
+    # Extract before the head is replaced, so the cached logits are ImageNet's like every
+    # other entry of the feature cache.
     train_f = extract_features(backbone, data.train, **common)
     val_f = extract_features(backbone, data.val, **common)
     for f in train_f.failures + val_f.failures:
@@ -1109,28 +1126,29 @@ def _fit_head_on_embeddings(strategy: Strategy, backbone: Backbone, data: _RunDa
 
     head.to("cpu").train()
     n = len(y_train)
-    batch = min(recipe.batch_size, n)
-    per_pass = math.ceil(n / batch)
-    passes = max(1, math.ceil((recipe.head_steps or 0) / (recipe.epochs * per_pass)))
-    optimizer = torch.optim.AdamW(groups, weight_decay=recipe.weight_decay)
-    scheduler = _schedule(optimizer, recipe.epochs * passes * per_pass, recipe.warmup)
-    generator = torch.Generator().manual_seed(env.seed)
+    # Full-batch L-BFGS on the cross-entropy plus an L2 penalty lambda/(2n)*||W||^2: the
+    # problem of sklearn's LogisticRegression(C=1/lambda), the profiler's linear probe. It
+    # converges in tens of iterations where minibatch AdamW needed hundreds of steps and still
+    # ended 11 points lower on digits (efficientnet_lite0, 64 px).
+    iters = max(1, math.ceil((recipe.head_steps or 1) / recipe.epochs))
+    optimizer = torch.optim.LBFGS([p for g in groups for p in g["params"]], lr=recipe.lr_head, max_iter=iters,
+                                  history_size=20, line_search_fn="strong_wolfe")
+    l2 = recipe.weight_decay / n
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = F.cross_entropy(logits_of(xs_train), y_train, label_smoothing=recipe.label_smoothing)
+        loss = loss + 0.5 * l2 * head.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
     curve = []
     for epoch in range(recipe.epochs):
-        loss_sum = 0.0
-        for _ in range(passes):
-            order = torch.randperm(n, generator=generator)
-            for i in range(0, n, batch):
-                idx = order[i:i + batch]
-                loss = F.cross_entropy(logits_of(xs_train[idx]), y_train[idx], label_smoothing=recipe.label_smoothing)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
-                loss_sum += float(loss.detach()) * len(idx)
+        optimizer.step(closure)
         with torch.no_grad():
+            train_loss = float(F.cross_entropy(logits_of(xs_train), y_train))
             acc, _ = _scores(y_val, logits_of(xs_val).argmax(1).numpy())
-        curve.append({"epoch": epoch + 1, "train_loss": loss_sum / (n * passes), "val_accuracy": acc})
+        curve.append({"epoch": epoch + 1, "train_loss": train_loss, "val_accuracy": acc})
     with torch.no_grad():
         y_pred = logits_of(xs_val).argmax(1).numpy()
         # Fold the standardisation into the head: backbone.forward now predicts the same.
@@ -1144,10 +1162,10 @@ def _fit_head_on_embeddings(strategy: Strategy, backbone: Backbone, data: _RunDa
     return _Fit(
         val_accuracy=accuracy, macro_f1=f1, curve=curve, seconds=seconds,
         images_per_second=n * recipe.epochs / seconds if seconds > 0 else float("nan"),
-        recipe=replace(recipe, head_steps=recipe.epochs * passes * per_pass),
+        recipe=replace(recipe, head_steps=recipe.epochs * iters),
         details={"n_train": int(n), "n_val": int(len(y_val)), "features_cached": bool(train_f.cached and val_f.cached),
                  "extraction_seconds": extraction_cost, "head_seconds": head_seconds,
-                 "passes_per_epoch": passes},
+                 "lbfgs_iterations_per_epoch": iters},
     )
 
 
@@ -1236,7 +1254,8 @@ def train_run(strategy: str | Strategy, backbone: str, train: Sequence[Sample], 
     recipe = best.recipe
     if config.tune:
         recipe = replace(recipe, lr_sweep=factors,
-                         selection=f"learning rate x{recipe.lr_scale:g} of the default, best of "
+                         selection=f"learning rate x{recipe.lr_scale:g} of the default (L-BFGS head: L2 strength "
+                                   f"/{recipe.lr_scale:g}), best of "
                                    f"{', '.join(f'x{f:g}' for f in factors)} on the validation split")
     memory, memory_note = _peak_memory_mb(env.device)
     details = dict(best.details, device=str(env.device), memory=memory_note,
