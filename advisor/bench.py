@@ -671,8 +671,12 @@ class FreezeUnfreeze(Finetune):
         super().on_train_epoch_start(model, epoch)
 
 
-class Scratch(Strategy):
-    """The same architecture from random weights, at a higher learning rate everywhere."""
+class Scratch(Finetune):
+    """The same architecture from random weights, at a higher learning rate everywhere.
+
+    Configured like :class:`Finetune` (every layer trains, two parameter groups), only the
+    weights and the recipe differ.
+    """
 
     name = "scratch"
     cost_rank = 2
@@ -681,15 +685,6 @@ class Scratch(Strategy):
 
     def default_recipe(self, config: BenchConfig) -> Recipe:
         return _network_recipe(config, lr_head=3e-3, lr_backbone=3e-3, trainable="all layers (random init)")
-
-    def configure(self, backbone: Backbone, num_classes: int) -> list[dict[str, Any]]:
-        head = backbone.replace_head(num_classes)
-        make_trainable([backbone.model])
-        self.frozen = []
-        return [
-            {"params": list(backbone.backbone_parameters()), "lr": self.recipe.lr_backbone, "name": "backbone"},
-            {"params": list(head.parameters()), "lr": self.recipe.lr_head, "name": "head"},
-        ]
 
 
 STRATEGIES: dict[str, type[Strategy]] = {}

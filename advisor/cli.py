@@ -255,7 +255,7 @@ def bench_cmd(data, backbones, per_class, sample_size, image_size, device, seed,
     config = BenchConfig(
         strategies=tuple(_csv(strategies) or ()), epochs=epochs, image_size=image_size, batch_size=batch_size,
         seeds=tuple(range(seed, seed + seeds)), device=device, tune=tune, margin=margin,
-        cache_dir=pconfig.cache_dir, max_per_class=max_per_class,
+        cache_dir=pconfig.cache_dir, max_per_class=max_per_class, weights=pconfig.weights,
     )
     job = run_bench(data, _csv(backbones), config=config, profile_config=pconfig, thresholds=th, out=out,
                     progress=not quiet)

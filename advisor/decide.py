@@ -16,9 +16,13 @@ class, corrected by the frozen probe's learning curve (a curve still rising stee
 data would still pay: the data is "little" whatever its count); the similarity axis is the
 profiler's similarity score. Measured evidence then overrides the grid where it contradicts it:
 
-- the frozen features are no better than raw pixels -> the pretrained features add nothing;
-- the frozen features beat raw pixels by a wide margin on "little, different" data -> the
-  pretrained features transfer after all, and freezing them is the safe choice;
+- the frozen features are no better than raw pixels and there is enough data -> a network
+  trained from scratch catches up: the pretrained model is not worth using;
+- the frozen features carry little of the labels' signal (a linear probe barely above chance)
+  and no more than raw pixels -> the pretrained features add nothing;
+- on "little, different" data the frozen features already separate the classes well -> they
+  transfer after all: with little data the same network from scratch falls far behind, so
+  freezing them is the cheap, safe choice;
 - the frozen probe is already near perfect -> fine-tuning cannot win by more than the margin,
   and freezing costs far less.
 
@@ -62,10 +66,13 @@ class Thresholds:
             ImageNet; the score's calibration puts 0.5 midway between near and far data.
         curve_slope: Accuracy gained per doubling of the sample at the end of the frozen
             probe's learning curve above which more data still pays (the data is "little").
-        pixel_margin: The frozen probe must beat the raw-pixel probe by more than this, or
-            the pretrained features "add nothing".
-        transfer_margin: A frozen-probe lead over raw pixels of at least this much counts
-            as strong evidence that the features transfer.
+        pixel_margin: A frozen probe within this of the raw-pixel probe adds nothing over pixels.
+        min_skill: Frozen-probe skill (0 at chance, 1 when perfect) below which the features
+            carry too little of the labels' signal: with no lead over pixels either, the
+            pretrained features "add nothing".
+        transfer_skill: Frozen-probe skill at and above which the features transfer despite a
+            domain gap: with little data, freezing beats the same network trained from scratch
+            (digits, 40 per class: frozen probe skill 92 %, freeze 81 % vs scratch 52 %).
         probe_ceiling: A frozen-probe accuracy at or above this leaves fine-tuning too little
             room to win by more than the benchmark's margin.
     """
@@ -74,7 +81,8 @@ class Thresholds:
     similarity: float = 0.5
     curve_slope: float = 0.04
     pixel_margin: float = 0.02
-    transfer_margin: float = 0.10
+    min_skill: float = 0.25
+    transfer_skill: float = 0.5
     probe_ceiling: float = 0.98
 
     def to_dict(self) -> dict[str, float]:
@@ -191,7 +199,10 @@ def _size_axis(profile: Profile, best: BackboneProfile, th: Thresholds) -> dict[
     nonzero = [c for c in counts.values() if c > 0]
     median = float(statistics.median(nonzero)) if nonzero else 0.0
     slope = best.curve_slope
-    rising = slope is not None and math.isfinite(slope) and slope > th.curve_slope
+    # The curve runs over the profiled sample: its slope speaks for the whole dataset only
+    # when the sample holds (nearly) all of it; a capped sample's curve says nothing of the rest.
+    covered = best.n_sample >= 0.8 * sum(nonzero)
+    rising = covered and slope is not None and math.isfinite(slope) and slope > th.curve_slope
     enough = median >= th.images_per_class and not rising
     return {
         "value": median,
@@ -199,6 +210,7 @@ def _size_axis(profile: Profile, best: BackboneProfile, th: Thresholds) -> dict[
         "enough": bool(enough),
         "curve_slope": slope,
         "curve_rising": bool(rising),
+        "curve_covers_dataset": bool(covered),
         "label": "enough data" if enough else "little data",
     }
 
@@ -258,34 +270,49 @@ def recommend(profile: Profile, *, thresholds: Thresholds = Thresholds()) -> Rec
             if v is not None and k != "bn_divergence_all") + ").",
     ]
     overrides: list[str] = []
-    probe, pixels = t.get("linear_probe"), t.get("pixel_linear_probe")
-    evidence = probe is not None and pixels is not None and math.isfinite(probe) and math.isfinite(pixels)
+    probe, pixels, chance = t.get("linear_probe"), t.get("pixel_linear_probe"), t.get("chance")
+    evidence = all(v is not None and math.isfinite(v) for v in (probe, pixels, chance)) and chance < 1
     margin_conf = None
     if evidence:
         gap = probe - pixels
+        skill = (probe - chance) / (1 - chance)  # 0 at chance, 1 when perfect
         reasons.append(
-            f"Frozen {best.name} features reach {probe:.1%} with a linear probe against {pixels:.1%} "
-            f"on raw pixels ({gap * 100:+.1f} points; chance is {t.get('chance', float('nan')):.1%})."
+            f"Frozen {best.name} features reach {probe:.1%} with a linear probe (chance {chance:.1%}, so "
+            f"{skill:.0%} of the way from chance to perfect), against {pixels:.1%} on raw pixels "
+            f"({gap * 100:+.1f} points)."
         )
-        if gap <= th.pixel_margin and strategy == "freeze":
-            strategy = "finetune" if size["enough"] else "not_worth_using"
-            overrides.append("features_add_nothing")
+        if gap <= th.pixel_margin and size["enough"]:
+            changed = strategy != "not_worth_using"
+            strategy = "not_worth_using"
+            if changed:
+                overrides.append("features_add_nothing")
             reasons.append(
-                f"Override: the pretrained features add nothing over raw pixels (lead {gap * 100:+.1f} points "
-                f"<= {th.pixel_margin * 100:.0f}), so freezing them cannot help"
-                + ("; with enough data, fine-tuning can still adapt them." if size["enough"]
-                   else "; with little data, a small model trained from scratch is the honest baseline.")
+                ("Override: t" if changed else "T")
+                + f"he frozen features are no better than raw pixels ({gap * 100:+.1f} points <= "
+                f"{th.pixel_margin * 100:.0f}) and there is enough data: the same network trained from scratch "
+                "catches up (measured on 180 digits per class: scratch 98.3 % against fine-tuning 98.9 %)."
             )
             margin_conf = _distance(gap, th.pixel_margin, log=False, span=0.1)
-        elif gap >= th.transfer_margin and strategy == "not_worth_using":
+        elif skill < th.min_skill and gap <= th.pixel_margin and strategy == "freeze":
+            strategy = "not_worth_using"
+            overrides.append("features_add_nothing")
+            reasons.append(
+                f"Override: the frozen features carry little of the labels' signal ({skill:.0%} < "
+                f"{th.min_skill:.0%}) and no more than raw pixels, so the pretrained model is not worth using."
+            )
+            margin_conf = _distance(skill, th.min_skill, log=False, span=0.25)
+        elif strategy == "not_worth_using" and skill >= th.transfer_skill:
             strategy = "freeze"
             overrides.append("features_transfer")
             reasons.append(
-                f"Override: despite the domain gap the frozen features beat raw pixels by {gap * 100:.1f} points "
-                f"(>= {th.transfer_margin * 100:.0f}): with little data, a classifier on frozen features is the "
-                "safest use of them."
+                f"Override: despite the domain gap the frozen features already separate the classes "
+                f"({skill:.0%} >= {th.transfer_skill:.0%} of the way to perfect). With this little data the same "
+                "network trained from scratch falls far behind (measured: 52% against 81% on 40 digits per "
+                "class), so a classifier on frozen features is the cheap, safe use of them."
+                + (f" Raw pixels do as well ({pixels:.1%}): a small model on pixels is a cheaper alternative."
+                   if gap <= th.pixel_margin else "")
             )
-            margin_conf = _distance(gap, th.transfer_margin, log=False, span=0.2)
+            margin_conf = _distance(skill, th.transfer_skill, log=False, span=0.4)
         elif strategy == "finetune" and probe >= th.probe_ceiling:
             strategy = "freeze"
             overrides.append("probe_ceiling")
@@ -294,8 +321,11 @@ def recommend(profile: Profile, *, thresholds: Thresholds = Thresholds()) -> Rec
                 "cannot win by more than a couple of points and costs far more, so freeze."
             )
             margin_conf = _distance(probe, th.probe_ceiling, log=False, span=0.02)
-        elif strategy == "not_worth_using" and gap <= th.pixel_margin:
-            reasons.append("The pretrained features add nothing over raw pixels, which confirms the case.")
+        elif strategy == "not_worth_using":
+            reasons.append(
+                f"The frozen features carry too little of the labels' signal ({skill:.0%} < "
+                f"{th.transfer_skill:.0%}) to make up for the domain gap, which confirms the case."
+            )
     d_size = _distance(size["value"], th.images_per_class, log=True, span=4.0)
     d_sim = _distance(sim_value, th.similarity, log=False, span=0.5)
     confidence = (d_size + d_sim) / 2 if margin_conf is None else (min(d_size, d_sim) + margin_conf) / 2

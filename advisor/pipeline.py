@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from advisor import __version__
-from advisor.backbones import list_backbones, offline_backbones, weights_status
+from advisor.backbones import list_backbones, offline_backbones
 from advisor.data import Dataset, scan
 from advisor.decide import Thresholds, recommend
 from advisor.profile import Profile, ProfileConfig, profile, resolve_device
@@ -67,8 +67,15 @@ def reproduction(*, device: str, seed: int, options: dict[str, Any], seconds: fl
         "seed": seed,
         "options": options,
         "seconds": round(seconds, 3),
-        "command": " ".join(["advisor"] + sys.argv[1:]) if sys.argv and "advisor" in Path(sys.argv[0]).name else None,
+        "command": _cli_command(),
     }
+
+
+def _cli_command() -> str | None:
+    """The command line, when this process is the ``advisor`` CLI."""
+    if sys.argv and "advisor" in Path(sys.argv[0]).name:
+        return " ".join(["advisor"] + sys.argv[1:])
+    return None
 
 
 def _check_backbones(names: Sequence[str]) -> list[str]:
@@ -152,8 +159,9 @@ def run_bench(
     config = config or BenchConfig()
     names = _check_backbones(backbones or default_backbones(limit=2))
     dataset = data if isinstance(data, Dataset) else scan(data)
-    pretrained = [n for n in names if weights_status(n) != "needs download"] or names
-    prof = profile(dataset, pretrained, config=profile_config, progress=progress)
+    # Profiling builds every backbone with its weights first: a missing weight file stops the
+    # job here, with the message that says how to add it, before any training starts.
+    prof = profile(dataset, names, config=profile_config, progress=progress)
     rec = recommend(prof, thresholds=thresholds)
     if results_file is None and out is not None:
         stem = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(dataset.root).name) or "data"
@@ -162,7 +170,7 @@ def run_bench(
     result = bench(
         dataset, names, config=config, results_file=results_file,
         recommendation=rec.to_dict(), profiles={b.name: b.to_dict() for b in prof.backbones},
-        progress=progress,
+        progress=progress, command=_cli_command(),
     ).to_dict()
     result["dataset"] = {**prof.dataset.to_dict(), **{k: v for k, v in result.get("dataset", {}).items() if v}}
     return _write(result, out, "bench")

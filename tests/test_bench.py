@@ -247,8 +247,12 @@ def test_failed_run_is_recorded_others_complete_and_it_is_retried(digits, config
     cfg = replace(config, epochs=1)
     results = tmp_path / "runs.jsonl"
 
+    original = bench_mod.Finetune.configure
+
     def broken(self, backbone, num_classes):
-        raise RuntimeError("CUDA out of memory (simulated)")
+        if self.name == "finetune":  # Scratch shares the hook; only fine-tuning breaks
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return original(self, backbone, num_classes)
 
     with monkeypatch.context() as m:
         m.setattr(bench_mod.Finetune, "configure", broken)

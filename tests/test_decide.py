@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -51,16 +52,26 @@ def test_the_four_cases(per_class, similarity, probe, strategy, case):
 
 
 def test_features_that_add_nothing_override_freeze():
-    rec = recommend(_profile(20, 0.9, probe=0.80, pixels=0.79))
+    # chance is 50 %: a 55 % probe is 10 % of the way to perfect, and pixels do as well
+    rec = recommend(_profile(20, 0.9, probe=0.55, pixels=0.56))
     assert rec.strategy == "not_worth_using" and "features_add_nothing" in rec.overrides
-    rec = recommend(_profile(500, 0.9, probe=0.80, pixels=0.80))
-    assert rec.strategy == "finetune"
+    # enough data and features no better than pixels: scratch catches up
+    rec = recommend(_profile(500, 0.9, probe=0.95, pixels=0.95))
+    assert rec.strategy == "not_worth_using" and "features_add_nothing" in rec.overrides
+    rec = recommend(_profile(500, 0.1, probe=0.93, pixels=0.925))  # full digits, measured
+    assert rec.strategy == "not_worth_using"
+    # an easy task where pixels match strong features is no reason to drop them
+    assert recommend(_profile(20, 0.9, probe=0.95, pixels=0.95)).strategy == "freeze"
 
 
 def test_features_that_transfer_override_not_worth_using():
-    rec = recommend(_profile(20, 0.1, probe=0.95, pixels=0.60))
+    rec = recommend(_profile(20, 0.1, probe=0.95, pixels=0.95))
     assert rec.strategy == "freeze" and rec.overrides == ("features_transfer",)
     assert rec.case == "little data, different from ImageNet"  # the measured case is kept
+    assert any("Raw pixels do as well" in r for r in rec.reasons)
+    # weak features on little, different data: the case stands
+    rec = recommend(_profile(20, 0.1, probe=0.70, pixels=0.72))
+    assert rec.strategy == "not_worth_using" and rec.overrides == ()
 
 
 def test_near_perfect_probe_leaves_finetuning_no_room():
@@ -69,7 +80,19 @@ def test_near_perfect_probe_leaves_finetuning_no_room():
 
 
 def test_rising_learning_curve_means_little_data():
+    # the sample (n_sample=100) holds the whole dataset: its curve speaks for all of it
+    rec = recommend(_profile(50, 0.1, probe=0.9, pixels=0.5, slope=0.10))
+    assert rec.axes["size"]["curve_rising"] is True
+    assert recommend(_profile(50, 0.1, probe=0.9, pixels=0.5, slope=0.0)).axes["size"]["curve_rising"] is False
+    # a capped sample of a larger dataset: the curve's end says nothing about the rest
     rec = recommend(_profile(500, 0.1, probe=0.9, pixels=0.5, slope=0.10))
+    assert rec.axes["size"]["curve_rising"] is False and rec.strategy == "finetune"
+
+
+def test_rising_curve_on_enough_images_turns_the_case_to_little():
+    prof = _profile(120, 0.1, probe=0.9, pixels=0.5, slope=0.10)
+    prof = replace(prof, backbones=(replace(prof.backbones[0], n_sample=240),))
+    rec = recommend(prof)
     assert rec.axes["size"]["curve_rising"] is True
     assert rec.strategy == "freeze"  # little + different, but the features transfer (0.9 vs 0.5)
     assert rec.case == "little data, different from ImageNet"
