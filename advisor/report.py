@@ -529,14 +529,15 @@ def _decision_grid_png(axes_info: Mapping[str, Any]) -> str | None:
                     fontsize=7.5, color="#374151")
         if xv is not None and yv is not None:
             ax.scatter([xv], [yv], s=90, color="#111827", edgecolor="white", linewidth=1.5, zorder=5)
+            low = yv < y_lo + 0.2 * (y_hi - y_lo)  # near the bottom: label above, off the tick labels
             ax.annotate(
-                f"this dataset\n({fmt_num(xv)}, {fmt_num(yv)})", (xv, yv), xytext=(8, -4),
-                textcoords="offset points", fontsize=8, color="#111827", va="top", zorder=6,
+                f"this dataset\n({fmt_num(xv)}, {fmt_num(yv)})", (xv, yv), xytext=(8, 6 if low else -4),
+                textcoords="offset points", fontsize=8, color="#111827", va="bottom" if low else "top", zorder=6,
             )
         ax.set_xlim(lo, hi)
         ax.set_ylim(y_lo, y_hi)
-        ax.set_xlabel(_mpl_text(size.get("label") or "Data size: images per class", 80) + "  \u2192 enough")
-        ax.set_ylabel(_mpl_text(sim.get("label") or "Similarity to ImageNet", 80) + "  \u2192 similar")
+        ax.set_xlabel("training images per class (median)  \u2192 enough data")
+        ax.set_ylabel("similarity to ImageNet  \u2192 similar")
         return _png_uri(fig)
 
 
