@@ -956,14 +956,10 @@ class _Loaders:
 
 
 def _normaliser(prep: Preprocessing, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
-    mean = torch.tensor(prep.mean, device=device).view(1, 3, 1, 1) * 255
-    std = torch.tensor(prep.std, device=device).view(1, 3, 1, 1) * 255
-    channels_last = device.type == "cuda"
-
     def normalise(x: torch.Tensor) -> torch.Tensor:
         # uint8 travels to the device (4x less to copy); the float conversion happens there.
-        x = (x.to(device, non_blocking=True).float() - mean) / std
-        return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+        # channels_last: 1.7x faster training for efficientnet_lite0 on CPU too, 1.1x for resnet18.
+        return prep.normalize(x.to(device, non_blocking=True)).contiguous(memory_format=torch.channels_last)
 
     return normalise
 
@@ -1011,9 +1007,7 @@ def _fit_network(strategy: Strategy, backbone: Backbone, data: _RunData, env: _E
     prep = backbone.preprocessing.at_size(env.image_size)
     groups = strategy.configure(backbone, data.num_classes)
     recipe = strategy.recipe  # configure may describe what it chose (Partial's tail)
-    model = backbone.model.to(dev)
-    if dev.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    model = backbone.model.to(dev).to(memory_format=torch.channels_last)
     loaders = _Loaders(data, prep, recipe, env, env.seed)
     normalise = _normaliser(prep, dev)
     optimizer = torch.optim.AdamW(groups, weight_decay=recipe.weight_decay)

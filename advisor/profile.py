@@ -72,7 +72,10 @@ __all__ = [
 
 CACHE_VERSION = 1
 PIXEL_SIZE = 16  # side of the raw-pixel baseline's downsampled image
-SHALLOW_BN_IMAGES = 4  # images per batch measured at the shallow half of the BatchNorm layers
+# The shallow half of the BatchNorm layers (large maps, only drawn in the per-stage plot) is
+# measured on 4 images per batch, 64 images in all: millions of values per channel already.
+SHALLOW_BN_IMAGES = 4
+SHALLOW_BN_TOTAL = 64
 
 #: signal -> (midpoint, width, direction). direction=+1: larger values are farther from
 #: ImageNet; -1: larger values are closer. Calibrated with ``benchmarks/similarity.py`` on
@@ -334,19 +337,25 @@ class Features:
 class _ChannelStats:
     """Running per-channel mean/variance of a BatchNorm layer's input (exact merge, Chan et al.).
 
-    With ``max_images`` only the first images of each batch are measured: on the large
-    feature maps of early layers a few images give every channel thousands of values, and the
-    hooks stop costing a sizeable share of the forward pass (each reads every activation).
+    With ``max_images`` only the first images of each batch are measured, and with
+    ``max_total`` measuring stops after that many images: on the large feature maps of early
+    layers a few images give every channel many thousands of values, and the hooks stop costing
+    a sizeable share of the forward pass (each reads every activation it measures).
     """
 
-    def __init__(self, max_images: int | None = None) -> None:
+    def __init__(self, max_images: int | None = None, max_total: int | None = None) -> None:
         self.max_images = max_images
+        self.max_total = max_total  # stop measuring after this many images
+        self.images = 0
         self.count = 0
         self.mean: torch.Tensor | None = None
         self.m2: torch.Tensor | None = None
 
     def __call__(self, _module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        if self.max_total is not None and self.images >= self.max_total:
+            return
         x = inputs[0].detach()[: self.max_images].float()
+        self.images += x.shape[0]
         channels = x.shape[1]
         # (values, channels); a view when the input is channels_last.
         y = x.movedim(1, -1).reshape(-1, channels)
@@ -448,7 +457,8 @@ def extract_features(
             # The similarity score reads the deeper half (small maps, cheap): every image. The
             # shallow half, whose large maps cost most, is only drawn in the per-stage plot.
             deep = i >= len(layers) // 2
-            stats[name] = _ChannelStats(max_images=None if deep else SHALLOW_BN_IMAGES)
+            stats[name] = (_ChannelStats() if deep else
+                           _ChannelStats(max_images=SHALLOW_BN_IMAGES, max_total=SHALLOW_BN_TOTAL))
             handles.append(module.register_forward_pre_hook(stats[name]))
 
     prep = backbone.preprocessing.at_size(size)

@@ -82,7 +82,7 @@ def _bare_loop(backbone_name: str, data: _RunData, config: BenchConfig, env: _En
     while len(batches) < steps + 1:
         batches += [(normalise(x), y) for x, y in loaders.train_batches()]
     opt = torch.optim.AdamW(groups, weight_decay=strategy.recipe.weight_decay)
-    model = bb.model.train()
+    model = bb.model.train().to(memory_format=torch.channels_last)  # as the training loop runs it
 
     def step(x, y):
         loss = F.cross_entropy(model(x), y, label_smoothing=strategy.recipe.label_smoothing)

@@ -86,9 +86,13 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads for both measurements (default: torch's choice)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "profile_speed.csv"))
     args = parser.parse_args()
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     tmp = Path(tempfile.mkdtemp(prefix="advisor-speed-"))
     data = Path(args.data) if Path(args.data).is_dir() else make_demo(tmp, "photos", per_class=args.per_class)
     device = resolve_device(args.device)
