@@ -97,3 +97,29 @@ def test_recommend_json_and_report_on_real_digits(demo_root, tmp_path):
                            "--out", str(out)).output)
     assert again["backbones"][0]["cached"] is True
     assert again["recommendation"]["strategy"] == rec["strategy"]
+
+
+def test_bench_json_then_rerun_skips_finished_runs(tiny_image_folder, tmp_path):
+    out = tmp_path / "reports"
+    args = ["bench", str(tiny_image_folder), "--backbones", "resnet18", "--weights", "random", "--epochs", "1",
+            "--image-size", "32", "--batch-size", "4", "--json", "-q", "--out", str(out)]
+    first = run(*args)
+    assert first.exit_code == 0, first.output
+    doc = json.loads(first.output)
+    assert {"runs", "winner", "recommendation", "agreement", "report"} <= set(doc)
+    assert sorted(r["strategy"] for r in doc["runs"]) == ["finetune", "freeze", "scratch"]
+    for r in doc["runs"]:
+        assert r["status"] == "ok" and 0 <= r["val_accuracy"] <= 1 and r["images_per_second"] > 0
+        assert {"seed", "macro_f1", "train_seconds", "peak_memory_mb"} <= set(r)
+    assert doc["winner"]["verdict"] in {"freeze", "finetune", "not_worth_using"}
+    assert doc["agreement"] == (doc["winner"]["verdict"] == doc["recommendation"]["strategy"])
+    assert Path(doc["report"]).is_file() and (out / "bench-tiny.runs.jsonl").is_file()
+    again = json.loads(run(*args).output)
+    assert [r["trained"] for r in again["runs"]] == [False, False, False]
+    assert [r["val_accuracy"] for r in again["runs"]] == [r["val_accuracy"] for r in doc["runs"]]
+
+
+def test_bench_rejects_an_unknown_strategy(tiny_image_folder, tmp_path):
+    result = CliRunner().invoke(main, ["bench", str(tiny_image_folder), "--strategies", "freeze,melt",
+                                       "--out", str(tmp_path)])
+    assert result.exit_code == 1 and "melt" in result.output and "finetune" in result.output
