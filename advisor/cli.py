@@ -322,7 +322,7 @@ def reference_build(folder: str, backbone: str, sample_size: int, out: str | Non
               type=click.Choice(["digits", "photos", "microscopy"]), help="Which embedded dataset.")
 @click.option("--out", default="reports", show_default=True, type=click.Path(file_okay=False))
 @click.option("--per-class", default=40, show_default=True, type=click.IntRange(4), help="Images per class.")
-@click.option("--epochs", default=3, show_default=True, type=click.IntRange(1))
+@click.option("--epochs", default=8, show_default=True, type=click.IntRange(1))
 @click.option("--image-size", default=64, show_default=True, type=click.IntRange(16, 1024))
 @click.option("--quiet", "-q", is_flag=True)
 @_friendly_errors
