@@ -32,7 +32,7 @@ import json
 import math
 import os
 import stat
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -367,6 +367,20 @@ def _image_reason(path: str, name: str, st: os.stat_result) -> str | None:
     return None
 
 
+def _entries(folder: str, skipped: list[Skipped]) -> Iterator[tuple[os.DirEntry, os.stat_result]]:
+    """Entries of ``folder`` with their stat; hidden, system and unreadable ones go to ``skipped``."""
+    for entry in _list_dir(folder, skipped):
+        why = _ignored_name(entry)
+        if why:
+            skipped.append(Skipped(entry.path, why))
+            continue
+        st = _stat_entry(entry)
+        if isinstance(st, str):
+            skipped.append(Skipped(entry.path, st))
+            continue
+        yield entry, st
+
+
 def _walk_class(
     top: str,
     ancestors: frozenset[tuple[int, int]],
@@ -386,15 +400,7 @@ def _walk_class(
     while stack:
         folder, ancestors = stack.pop()
         subfolders: list[tuple[str, frozenset[tuple[int, int]]]] = []
-        for entry in _list_dir(folder, skipped):
-            why = _ignored_name(entry)
-            if why:
-                skipped.append(Skipped(entry.path, why))
-                continue
-            st = _stat_entry(entry)
-            if isinstance(st, str):
-                skipped.append(Skipped(entry.path, st))
-                continue
+        for entry, st in _entries(folder, skipped):
             if stat.S_ISDIR(st.st_mode):
                 key = (st.st_dev, st.st_ino)
                 if key in ancestors:
@@ -442,15 +448,8 @@ def _subfolders(
     caller decides what the returned files mean at its level.
     """
     folders, files = [], []
-    for entry in _list_dir(folder, skipped):
-        why = _ignored_name(entry)
-        if why:
-            skipped.append(Skipped(entry.path, why))
-            continue
-        st = _stat_entry(entry)
-        if isinstance(st, str):
-            skipped.append(Skipped(entry.path, st))
-        elif stat.S_ISDIR(st.st_mode):
+    for entry, st in _entries(folder, skipped):
+        if stat.S_ISDIR(st.st_mode):
             key = (st.st_dev, st.st_ino)
             if key in visited:
                 skipped.append(Skipped(entry.path, "folder already listed (linked twice)"))
