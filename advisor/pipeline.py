@@ -19,7 +19,7 @@ from advisor import __version__
 from advisor.backbones import list_backbones, offline_backbones
 from advisor.data import Dataset, scan
 from advisor.decide import Thresholds, recommend
-from advisor.profile import Profile, ProfileConfig, profile, resolve_device
+from advisor.profile import Profile, ProfileConfig, profile
 
 __all__ = ["DEFAULT_BACKBONES", "JobResult", "default_backbones", "reproduction", "run_bench", "run_recommend"]
 
@@ -175,6 +175,3 @@ def run_bench(
     result["dataset"] = {**prof.dataset.to_dict(), **{k: v for k, v in result.get("dataset", {}).items() if v}}
     return _write(result, out, "bench")
 
-
-def device_name(device: str) -> str:
-    return str(resolve_device(device))

@@ -6,8 +6,6 @@ import copy
 import json
 import math
 import os
-import sys
-import types
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -17,30 +15,6 @@ from PIL import Image
 from advisor import report
 
 EVIL = "<script>alert(1)</script>"
-
-
-@pytest.fixture(autouse=True)
-def image_loader(monkeypatch):
-    """Use ``advisor.data.load_image`` when it exists; a PIL stand-in with its contract otherwise."""
-    try:
-        import advisor.data  # noqa: F401
-    except ImportError:
-        stub = types.ModuleType("advisor.data")
-
-        class ImageLoadError(Exception):
-            pass
-
-        def load_image(path, *, max_pixels=None, draft_size=None):
-            try:
-                with Image.open(path) as im:
-                    if draft_size:
-                        im.draft("RGB", draft_size)
-                    return im.convert("RGB")
-            except OSError as exc:
-                raise ImageLoadError(f"{path}: {exc}") from exc
-
-        stub.ImageLoadError, stub.load_image = ImageLoadError, load_image
-        monkeypatch.setitem(sys.modules, "advisor.data", stub)
 
 
 def _images(tmp_path: Path) -> dict[str, list[str]]:
