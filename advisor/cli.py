@@ -323,10 +323,11 @@ def reference_build(folder: str, backbone: str, sample_size: int, out: str | Non
 @click.option("--out", default="reports", show_default=True, type=click.Path(file_okay=False))
 @click.option("--per-class", default=40, show_default=True, type=click.IntRange(4), help="Images per class.")
 @click.option("--epochs", default=8, show_default=True, type=click.IntRange(1))
-@click.option("--image-size", default=64, show_default=True, type=click.IntRange(16, 1024))
+@click.option("--image-size", type=click.IntRange(16, 1024),
+              help="Crop size of the bench (default: the backbone's native size, as the advice assumes).")
 @click.option("--quiet", "-q", is_flag=True)
 @_friendly_errors
-def demo_cmd(name: str, out: str, per_class: int, epochs: int, image_size: int, quiet: bool) -> None:
+def demo_cmd(name: str, out: str, per_class: int, epochs: int, image_size: int | None, quiet: bool) -> None:
     """Run recommend, then bench, on an embedded dataset (no download needed)."""
     from advisor.bench import BenchConfig
     from advisor.demo import make_demo

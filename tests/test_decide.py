@@ -66,7 +66,11 @@ def test_features_that_add_nothing_override_freeze():
 
 def test_features_that_transfer_override_not_worth_using():
     rec = recommend(_profile(20, 0.1, probe=0.95, pixels=0.95))
-    assert rec.strategy == "freeze" and rec.overrides == ("features_transfer",)
+    assert rec.strategy == "finetune" and rec.overrides == ("features_transfer",)
+    assert rec.settings["backbone_lr"] < rec.settings["head_lr"]
+    # too few images per class to fine-tune: freeze the features that transfer
+    few = recommend(_profile(10, 0.1, probe=0.95, pixels=0.5))
+    assert few.strategy == "freeze" and few.overrides == ("features_transfer",)
     assert rec.case == "little data, different from ImageNet"  # the measured case is kept
     assert any("Raw pixels do as well" in r for r in rec.reasons)
     # weak features on little, different data: the case stands
@@ -94,7 +98,7 @@ def test_rising_curve_on_enough_images_turns_the_case_to_little():
     prof = replace(prof, backbones=(replace(prof.backbones[0], n_sample=240),))
     rec = recommend(prof)
     assert rec.axes["size"]["curve_rising"] is True
-    assert rec.strategy == "freeze"  # little + different, but the features transfer (0.9 vs 0.5)
+    assert rec.strategy == "finetune"  # little + different, but the features transfer (0.9 vs 0.5)
     assert rec.case == "little data, different from ImageNet"
 
 
