@@ -228,7 +228,7 @@ def _settings(strategy: str, best: BackboneProfile, enough: bool) -> dict[str, A
                 "note": "logistic-regression head (L-BFGS, L2) on cached embeddings; BatchNorm stays in eval mode"}
     if strategy == "finetune":
         return {"strategy": "finetune", "backbone": best.name, "head_lr": 3e-3, "backbone_lr": 1e-3,
-                "epochs": 8 if enough else 12, "image_size": size, "batch_size": 32,
+                "epochs": 8, "image_size": size, "batch_size": 32,
                 "note": "AdamW, 10 % warm-up then cosine, label smoothing 0.1, random resized crop (0.5-1) + flip"}
     return {"strategy": "scratch", "backbone": best.name, "head_lr": 3e-3, "backbone_lr": 3e-3,
             "epochs": 8 if enough else 30, "image_size": size, "batch_size": 32,
