@@ -274,6 +274,12 @@ def recommend(profile: Profile, *, thresholds: Thresholds = Thresholds()) -> Rec
             f"{k.replace('_', ' ')} {v:.3g}" for k, v in best.signals.items()
             if v is not None and k != "bn_divergence_all") + ").",
     ]
+    untrainable = [c for c, n in (profile.dataset.splits.get("train") or {}).items() if n == 0]
+    if untrainable:
+        reasons.append(
+            f"Warning: {len(untrainable)} class(es) have no training images ({', '.join(untrainable[:5])}"
+            f"{', ...' if len(untrainable) > 5 else ''}): no strategy can learn them; add images to train/."
+        )
     overrides: list[str] = []
     probe, pixels, chance = t.get("linear_probe"), t.get("pixel_linear_probe"), t.get("chance")
     evidence = all(v is not None and math.isfinite(v) for v in (probe, pixels, chance)) and chance < 1

@@ -134,3 +134,12 @@ def test_thresholds_override_and_files(tmp_path):
 def test_recommendation_round_trips_through_json():
     rec = recommend(_profile(500, 0.1))
     assert Recommendation.from_dict(json.loads(json.dumps(rec.to_dict()))) == rec
+
+
+def test_a_class_without_training_images_is_called_out():
+    prof = _profile(500, 0.9)
+    ds = replace(prof.dataset, layout="split",
+                 splits={"train": {"a": 500, "b": 500, "c": 0}, "val": {"a": 50, "b": 50, "c": 3}})
+    rec = recommend(replace(prof, dataset=ds))
+    assert any("no training images (c)" in r for r in rec.reasons)
+    assert not any("no training images" in r for r in recommend(prof).reasons)
