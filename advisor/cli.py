@@ -53,16 +53,9 @@ def _csv(value: str | None) -> list[str] | None:
 
 
 def _echo_json(obj: Any) -> None:
-    def clean(x: Any) -> Any:
-        if isinstance(x, float) and not math.isfinite(x):
-            return None
-        if isinstance(x, dict):
-            return {k: clean(v) for k, v in x.items()}
-        if isinstance(x, (list, tuple)):
-            return [clean(v) for v in x]
-        return x
+    from advisor.utils import json_clean
 
-    click.echo(json.dumps(clean(obj), indent=2, allow_nan=False))
+    click.echo(json.dumps(json_clean(obj), indent=2, allow_nan=False))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -165,7 +158,8 @@ def _thresholds(config_file: str | None, overrides: tuple[str, ...]):
 
 def _profile_config(per_class: int, sample_size: int, image_size: int | None, device: str, seed: int,
                     weights: str, no_cache: bool, reference: str | None = None):
-    from advisor.profile import ProfileConfig, resolve_device
+    from advisor.profile import ProfileConfig
+    from advisor.runtime import resolve_device
 
     resolve_device(device)  # fail early on --device cuda without CUDA
     return ProfileConfig(per_class=per_class, total=sample_size, image_size=image_size, device=device,
@@ -218,14 +212,30 @@ def recommend_cmd(data, backbones, per_class, sample_size, image_size, device, s
 # --------------------------------------------------------------------------- bench
 
 
+def _epochs(_ctx: click.Context, _param: click.Parameter, value: str) -> int | str:
+    text = str(value).strip().lower()
+    if text == "auto":
+        return "auto"
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise click.BadParameter(f"{value!r} is neither 'auto' nor a whole number >= 1")
+
+
 def _bench_options(fn: Callable) -> Callable:
     options = [
         click.option("--strategies", default="freeze,finetune,scratch", show_default=True,
                      help="Comma-separated: freeze, finetune, scratch, partial, freeze_unfreeze."),
-        click.option("--epochs", default=8, show_default=True, type=click.IntRange(1)),
+        click.option("--epochs", default="auto", show_default=True, callback=_epochs,
+                     help="'auto': train until the selection accuracy stops improving (early stopping); "
+                          "N: a fixed budget of N epochs, the last one evaluated."),
+        click.option("--max-epochs", type=click.IntRange(1),
+                     help="With --epochs auto: cap of every strategy (default 30, scratch 60)."),
+        click.option("--patience", default=3, show_default=True, type=click.IntRange(1),
+                     help="With --epochs auto: epochs without improvement before stopping."),
         click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1)),
         click.option("--seeds", default=1, show_default=True, type=click.IntRange(1), help="Number of seeds per run."),
-        click.option("--tune", is_flag=True, help="Sweep a few learning rates per strategy; keep the best on validation."),
+        click.option("--tune", is_flag=True,
+                     help="Sweep a few learning rates per strategy; keep the best on the selection split."),
         click.option("--margin", default=0.02, show_default=True, type=click.FloatRange(0, 1),
                      help="Accuracy margin of the cost-aware verdict."),
         click.option("--max-per-class", type=click.IntRange(1), help="Cap training images per class (quick runs)."),
@@ -241,11 +251,13 @@ def _bench_options(fn: Callable) -> Callable:
 @_bench_options
 @_friendly_errors
 def bench_cmd(data, backbones, per_class, sample_size, image_size, device, seed, weights, config_file,
-              threshold, no_cache, reference, out, as_json, quiet, strategies, epochs, batch_size, seeds, tune, margin,
-              max_per_class) -> None:
+              threshold, no_cache, reference, out, as_json, quiet, strategies, epochs, max_epochs, patience, batch_size,
+              seeds, tune, margin, max_per_class) -> None:
     """Train each strategy on DATA for each backbone, compare, and check the advice.
 
     Finished runs are saved as they end: interrupt at any time and run the same command again.
+    A run that fails is reported in the table; the exit code is 0 when every backbone has at
+    least one finished run, 1 otherwise.
     """
     from advisor.bench import BenchConfig
     from advisor.pipeline import run_bench
@@ -254,36 +266,60 @@ def bench_cmd(data, backbones, per_class, sample_size, image_size, device, seed,
     pconfig = _profile_config(per_class, sample_size, None, device, seed, weights, no_cache, reference)
     config = BenchConfig(
         strategies=tuple(_csv(strategies) or ()), epochs=epochs, image_size=image_size, batch_size=batch_size,
-        seeds=tuple(range(seed, seed + seeds)), device=device, tune=tune, margin=margin,
-        cache_dir=pconfig.cache_dir, max_per_class=max_per_class, weights=pconfig.weights,
+        seeds=tuple(range(seed, seed + seeds)), device=device, tune=tune, margin=margin, max_epochs=max_epochs,
+        patience=patience, cache_dir=pconfig.cache_dir, max_per_class=max_per_class, weights=pconfig.weights,
     )
     job = run_bench(data, _csv(backbones), config=config, profile_config=pconfig, thresholds=th, out=out,
                     progress=not quiet)
     if as_json:
         _echo_json(job.result)
-        return
-    _print_bench(job.result, job.html)
+    else:
+        _print_bench(job.result, job.html)
+    unfinished = _backbones_without_finished_runs(job.result)
+    if unfinished:
+        click.echo(f"advisor bench: no run finished on {', '.join(unfinished)}; see the errors above and "
+                   f"the report {job.html}", err=True)
+        sys.exit(1)
+
+
+def _backbones_without_finished_runs(result: dict[str, Any]) -> list[str]:
+    runs = result.get("runs") or []
+    backbones = list(dict.fromkeys(r.get("backbone") for r in runs))
+    return [b for b in backbones if not any(r.get("backbone") == b and r.get("status") == "ok" for r in runs)]
+
+
+def _num(x: Any, spec: str, missing: str = "-") -> str:
+    return format(x, spec) if isinstance(x, (int, float)) and math.isfinite(x) else missing
 
 
 def _print_bench(result: dict[str, Any], html: Path) -> None:
-    click.echo(f"\n{'backbone':20} {'strategy':16} {'accuracy':>9} {'±':>6} {'macro-F1':>8} {'seconds':>8}")
+    protocol = result.get("protocol") or {}
+    click.echo(f"\nreported on: {protocol.get('reported_on')}; selected on: {protocol.get('selected_on') or 'nothing'}"
+               f"; budget: {protocol.get('budget')}")
+    click.echo(f"\n{'backbone':20} {'strategy':16} {'accuracy':>9} {'±':>6} {'macro-F1':>8} {'epochs':>6} {'seconds':>8}")
     for row in result.get("summary", []):
-        std = row.get("std_accuracy") or 0.0
-        click.echo(f"{row['backbone']:20} {row['strategy']:16} {row['mean_accuracy']:9.1%} {std:6.1%} "
-                   f"{row.get('mean_f1', float('nan')):8.3f} {row.get('mean_seconds', float('nan')):8.1f}")
-    failed = [r for r in result.get("runs", []) if r.get("status") == "failed"]
-    for r in failed:
-        click.echo(f"failed: {r['backbone']}/{r['strategy']} seed {r['seed']}: {r.get('error')}")
+        name = f"{row['backbone']:20} {row['strategy']:16}"
+        if row.get("mean_accuracy") is None:
+            error = (row.get("errors") or ["unknown error"])[0]
+            click.echo(f"{name} {'failed':>9}  {error[:100]}")
+            continue
+        epochs = _num(row.get("mean_epochs"), ".0f") + ("+" if row.get("converged") is False else "")
+        click.echo(f"{name} {_num(row['mean_accuracy'], '9.1%')} {_num(row.get('std_accuracy') or 0.0, '6.1%')} "
+                   f"{_num(row.get('mean_f1'), '8.3f')} {epochs:>6} {_num(row.get('mean_seconds'), '8.1f')}"
+                   + (f"  ({row['n_failed']} failed: {(row.get('errors') or [''])[0][:80]})" if row.get("n_failed") else ""))
+    if any(row.get("converged") is False for row in result.get("summary", [])):
+        click.echo("(+: still improving when its budget ran out; its accuracy is a lower bound)")
     winner = result.get("winner") or {}
-    if winner:
+    if winner.get("verdict"):
         click.secho(f"\n  measured winner: {winner.get('verdict')} ({winner.get('backbone')}/{winner.get('strategy')}, "
-                    f"{winner.get('accuracy', float('nan')):.1%})", bold=True)
-        click.echo(f"  rule: {winner.get('rule')}")
+                    f"{_num(winner.get('accuracy'), '.1%')})", bold=True)
+    click.echo(f"  rule: {winner.get('rule')}")
     rec = result.get("recommendation") or {}
     agreement = result.get("agreement")
     if rec:
-        word = {True: "agrees with", False: "disagrees with", None: "was not compared with"}[agreement]
-        click.echo(f"  the measurement {word} the advice ({rec.get('strategy')})")
+        word = {True: "agrees with", False: "disagrees with", None: "could not be compared with"}[agreement]
+        click.echo(f"  the measurement {word} the advice ({rec.get('strategy')} on {rec.get('backbone')})"
+                   + (f": {result['agreement_note']}" if result.get("agreement_note") else ""))
     click.echo(f"\nreport: {html}")
 
 

@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from advisor.bench.strategies import suggested_settings
 from advisor.profile import BackboneProfile, Profile
 
 __all__ = ["CASES", "STRATEGIES", "Recommendation", "Thresholds", "load_thresholds", "recommend"]
@@ -219,22 +220,6 @@ def _size_axis(profile: Profile, best: BackboneProfile, th: Thresholds) -> dict[
     }
 
 
-def _settings(strategy: str, best: BackboneProfile, enough: bool) -> dict[str, Any]:
-    """The recipe ``advisor bench`` trains the strategy with (its defaults, measured there)."""
-    size = best.image_size
-    if strategy == "freeze":
-        return {"strategy": "freeze", "backbone": best.name, "head_lr": None, "backbone_lr": None,
-                "epochs": None, "image_size": size, "batch_size": 32,
-                "note": "logistic-regression head (L-BFGS, L2) on cached embeddings; BatchNorm stays in eval mode"}
-    if strategy == "finetune":
-        return {"strategy": "finetune", "backbone": best.name, "head_lr": 3e-3, "backbone_lr": 1e-3,
-                "epochs": 8, "image_size": size, "batch_size": 32,
-                "note": "AdamW, 10 % warm-up then cosine, label smoothing 0.1, random resized crop (0.5-1) + flip"}
-    return {"strategy": "scratch", "backbone": best.name, "head_lr": 3e-3, "backbone_lr": 3e-3,
-            "epochs": 8 if enough else 30, "image_size": size, "batch_size": 32,
-            "note": "random initialisation; with little data, collecting more labelled data pays more"}
-
-
 def recommend(profile: Profile, *, thresholds: Thresholds = Thresholds()) -> Recommendation:
     """Turn a profile into advice: strategy, case, best backbone, confidence and reasons.
 
@@ -366,7 +351,7 @@ def recommend(profile: Profile, *, thresholds: Thresholds = Thresholds()) -> Rec
         reasons=tuple(reasons),
         axes={"size": size, "similarity": similarity},
         ranking=ranking,
-        settings=_settings(strategy, best, size["enough"]),
+        settings=suggested_settings(strategy, best.name, best.image_size),
         overrides=tuple(overrides),
         thresholds=th.to_dict(),
     )

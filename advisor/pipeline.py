@@ -7,7 +7,6 @@ JSON-ready result dict, with the paths of the HTML report and its JSON twin.
 from __future__ import annotations
 
 import os
-import platform
 import sys
 import time
 from dataclasses import dataclass
@@ -15,11 +14,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Sequence
 
-from advisor import __version__
 from advisor.backbones import list_backbones, offline_backbones
 from advisor.data import Dataset, scan
 from advisor.decide import Thresholds, recommend
 from advisor.profile import Profile, ProfileConfig, profile
+from advisor.utils import versions
 
 __all__ = ["DEFAULT_BACKBONES", "JobResult", "default_backbones", "reproduction", "run_bench", "run_recommend"]
 
@@ -46,23 +45,8 @@ def default_backbones(limit: int = 3) -> list[str]:
 
 def reproduction(*, device: str, seed: int, options: dict[str, Any], seconds: float) -> dict[str, Any]:
     """Versions, device, seed, options and time: enough to run the job again."""
-    import numpy
-    import sklearn
-    import torch
-    import torchvision
-
-    try:
-        import timm
-
-        timm_version = timm.__version__
-    except ImportError:  # pragma: no cover - timm is a dependency
-        timm_version = None
     return {
-        "versions": {
-            "advisor": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "torchvision": torchvision.__version__, "timm": timm_version, "numpy": numpy.__version__,
-            "scikit-learn": sklearn.__version__, "platform": platform.platform(),
-        },
+        "versions": versions(),
         "device": device,
         "seed": seed,
         "options": options,
@@ -150,10 +134,14 @@ def run_bench(
     """Train each strategy on each backbone, compare with the advice, write the report.
 
     The advice comes from the same profile as ``advisor recommend`` (its features are cached,
-    so this costs little after a ``recommend``). Finished runs are appended to
+    so this costs little after a ``recommend``). When the advice is "not worth using", the
+    strategy that carries it out (``scratch``) is benched even if ``config`` leaves it out:
+    otherwise the advice could not be checked. Finished runs are appended to
     ``results_file`` (default: ``<out>/bench-<data>.runs.jsonl``) and skipped when the
     same command runs again.
     """
+    from dataclasses import replace
+
     from advisor.bench import BenchConfig, bench
 
     config = config or BenchConfig()
@@ -163,6 +151,8 @@ def run_bench(
     # job here, with the message that says how to add it, before any training starts.
     prof = profile(dataset, names, config=profile_config, progress=progress)
     rec = recommend(prof, thresholds=thresholds)
+    if rec.strategy == "not_worth_using" and "scratch" not in config.strategies:
+        config = replace(config, strategies=(*config.strategies, "scratch"))
     if results_file is None and out is not None:
         stem = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(dataset.root).name) or "data"
         results_file = Path(out) / f"bench-{stem}.runs.jsonl"

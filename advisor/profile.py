@@ -29,7 +29,6 @@ import hashlib
 import json
 import math
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -53,6 +52,8 @@ from advisor.data import (
     scan,
     stratified_sample,
 )
+from advisor.runtime import Precision, choose_precision, default_workers, resolve_device
+from advisor.utils import atomic_writer, cache_root, progress_bar
 
 __all__ = [
     "BackboneProfile",
@@ -65,12 +66,11 @@ __all__ = [
     "extract_features",
     "load_reference",
     "profile",
-    "resolve_device",
     "similarity_score",
     "summarize_dataset",
 ]
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: keys hold the precision; EfficientNet-Lite inputs scaled to [-1, 1]
 PIXEL_SIZE = 16  # side of the raw-pixel baseline's downsampled image
 # The shallow half of the BatchNorm layers (large maps, only drawn in the per-stage plot) is
 # measured on 4 images per batch, 64 images in all: millions of values per channel already.
@@ -92,29 +92,7 @@ SIGNAL_WEIGHTS = {"bn_divergence": 2.0, "max_softmax": 1.0, "entropy": 1.0, "ene
 
 
 def _default_cache_dir() -> Path:
-    env = os.environ.get("ADVISOR_CACHE")
-    if env:
-        return Path(env)
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "advisor" / "features"
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """``"auto"`` picks cuda, then mps, then cpu; anything else is passed to ``torch.device``."""
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} was asked for but CUDA is not available; use --device cpu")
-    return dev
-
-
-def default_workers() -> int:
-    # Decoding runs beside the forward pass; more workers than cores only adds contention.
-    return max(1, min(4, (os.cpu_count() or 1) - 1))
+    return cache_root() / "features"
 
 
 @dataclass(frozen=True)
@@ -314,11 +292,8 @@ class Features:
             "failures": [[f.path, f.reason] for f in self.failures],
         }
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as fh:
+        with atomic_writer(path, "wb") as fh:  # a partial file never replaces a good one
             np.savez(fh, **arrays)
-        os.replace(tmp, path)  # a partial file never replaces a good one
 
     @classmethod
     def load(cls, path: Path) -> "Features":
@@ -380,23 +355,16 @@ class _ChannelStats:
 
 
 def _cache_key(backbone: Backbone, samples: Sequence[Sample], image_size: int, fingerprint: str,
-               collect_bn: bool) -> str:
+               collect_bn: bool, precision: str) -> str:
     h = hashlib.sha256()
     h.update(json.dumps({
         "v": CACHE_VERSION, "backbone": backbone.name, "weights": backbone.weights,
-        "image_size": image_size, "dataset": fingerprint, "bn": collect_bn,
+        "image_size": image_size, "dataset": fingerprint, "bn": collect_bn, "precision": precision,
+        "preprocessing": backbone.preprocessing.to_dict(),
     }, sort_keys=True).encode())
     for s in samples:
         h.update(f"{s.path}\0{s.label}\n".encode())
-    return f"{backbone.name}-{backbone.weights}-{image_size}-{h.hexdigest()[:20]}"
-
-
-def _progress(total: int, desc: str, enabled: bool):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, leave=False)
+    return f"{backbone.name}-{backbone.weights}-{image_size}-{precision}-{h.hexdigest()[:20]}"
 
 
 def extract_features(
@@ -411,6 +379,8 @@ def extract_features(
     fingerprint: str = "",
     collect_bn: bool = True,
     progress: bool = False,
+    precision: Precision | None = None,
+    start_method: str | None = None,
 ) -> Features:
     """One inference pass: embeddings, logits, BN-input statistics and raw pixels together.
 
@@ -428,6 +398,9 @@ def extract_features(
         fingerprint: Dataset fingerprint for the cache key.
         collect_bn: Hook every BatchNorm layer for its input statistics.
         progress: Show a progress bar on stderr.
+        precision: Autocast precision; ``None`` chooses from the device
+            (:func:`advisor.runtime.choose_precision`). Part of the cache key.
+        start_method: Start method of the decoding workers (``None``: the platform's).
 
     Example:
         >>> feats = extract_features(get_backbone("resnet18", weights=None),
@@ -436,17 +409,19 @@ def extract_features(
         (120, 512)
     """
     size = int(image_size or backbone.image_size)
-    cache_root = _default_cache_dir() if cache_dir is None else (Path(cache_dir) if cache_dir else None)
+    dev = resolve_device(device)
+    precision = precision or choose_precision(dev)
+    folder_root = _default_cache_dir() if cache_dir is None else (Path(cache_dir) if cache_dir else None)
     cache_file = None
-    if cache_root is not None:
-        cache_file = cache_root / f"{_cache_key(backbone, samples, size, fingerprint, collect_bn)}.npz"
+    if folder_root is not None:
+        key = _cache_key(backbone, samples, size, fingerprint, collect_bn, precision.name)
+        cache_file = folder_root / f"{key}.npz"
         if cache_file.is_file():
             try:
                 return Features.load(cache_file)
             except (OSError, ValueError, KeyError):
                 pass  # unreadable cache entry: recompute and overwrite it
 
-    dev = resolve_device(device) if isinstance(device, str) else device
     # channels_last speeds convolutions up on CPU too (1.7x for efficientnet_lite0 at 224 px).
     backbone.model.to(dev).eval().to(memory_format=torch.channels_last)  # in place
     stats: dict[str, _ChannelStats] = {}
@@ -466,16 +441,20 @@ def extract_features(
     folder = ImageFolder(samples, prep.eval_transform(normalize=False),
                          draft_size=(prep.resize_size, prep.resize_size))
     workers = default_workers() if num_workers is None else num_workers
+    # Its own generator: a loader without one draws from the global stream, and whether this
+    # pass runs (cache miss) or not must not change any later random number.
+    generator = torch.Generator()
+    generator.manual_seed(0)
     loader = torch.utils.data.DataLoader(
         folder, batch_size=batch_size, shuffle=False, num_workers=workers,
-        collate_fn=collate_skipping, pin_memory=dev.type == "cuda",
+        collate_fn=collate_skipping, pin_memory=dev.type == "cuda", generator=generator,
         persistent_workers=False, prefetch_factor=4 if workers > 0 else None,
+        multiprocessing_context=start_method if workers > 0 else None,
     )
     emb_parts, logit_parts, label_parts, pixel_parts, index_parts = [], [], [], [], []
     failures: list[Skipped] = []
-    bar = _progress(len(samples), f"profile {backbone.name}", progress)
+    bar = progress_bar(len(samples), f"profile {backbone.name}", unit="img", enabled=progress)
     start = time.perf_counter()
-    amp = dev.type == "cuda"
     try:
         with torch.inference_mode():
             for images, labels, indices, failed in loader:
@@ -485,7 +464,7 @@ def extract_features(
                 if len(indices) == 0:
                     continue
                 x = prep.normalize(images.to(dev, non_blocking=True)).contiguous(memory_format=torch.channels_last)
-                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+                with precision.autocast(dev):
                     emb, logits = backbone.embed(x)
                 emb_parts.append(emb.float().cpu())
                 logit_parts.append(logits.float().cpu())
@@ -590,7 +569,7 @@ def _embedding_stats(embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _reference_dir() -> Path:
-    return _default_cache_dir().parent / "references"
+    return cache_root() / "references"
 
 
 def build_reference(
@@ -628,13 +607,10 @@ def build_reference(
     mean, cov = _embedding_stats(feats.embeddings)
     name = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(folder).resolve().name)
     dest = Path(out) if out else _reference_dir() / f"{name}-{backbone}.npz"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
     meta = {"backbone": backbone, "weights": bb.weights, "folder": str(Path(folder).resolve()),
             "n": int(len(feats.labels)), "image_size": bb.image_size}
-    with open(tmp, "wb") as fh:
+    with atomic_writer(dest, "wb") as fh:
         np.savez(fh, mean=mean, cov=cov, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
-    os.replace(tmp, dest)
     return dest
 
 

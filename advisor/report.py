@@ -667,8 +667,8 @@ def _accuracy_png(runs: list[Mapping[str, Any]], summary: list[Mapping[str, Any]
 
     rows = [
         {"backbone": _mpl_text(r.get("backbone")), "strategy": str(r.get("strategy")),
-         "accuracy": float(r["val_accuracy"])}
-        for r in _ok_runs(runs) if _is_number(r.get("val_accuracy"))
+         "accuracy": float(r["accuracy"])}
+        for r in _ok_runs(runs) if _is_number(r.get("accuracy"))
     ]
     if not rows:  # no per-seed runs: bars of the summary means, without spread
         rows = [
@@ -696,41 +696,61 @@ def _accuracy_png(runs: list[Mapping[str, Any]], summary: list[Mapping[str, Any]
         ax.set_ylim(0, 1)
         _percent_axis(ax.yaxis)
         ax.set_xlabel("")
-        ax.set_ylabel("validation accuracy")
+        ax.set_ylabel("accuracy (reported split)")
         ax.grid(axis="x", visible=False)
         return _png_uri(fig)
 
 
+def _monitored(point: Mapping[str, Any]) -> float | None:
+    """The accuracy an epoch was judged by: the selection split's, else the reported split's."""
+    for key in ("selection_accuracy", "accuracy"):
+        if _is_number(point.get(key)):
+            return float(point[key])
+    return None
+
+
 def _validation_curves_png(runs: list[Mapping[str, Any]]) -> str | None:
+    """Accuracy per epoch (mean over seeds), with a ring on the epoch each run kept."""
     groups = _group_runs(runs)
     lines = []
     for (backbone, strategy), group in groups.items():
         per_epoch: dict[float, list[float]] = {}
+        kept: list[tuple[float, float]] = []
         for r in group:
-            for p in _records(r.get("curve")):
-                if _is_number(p.get("epoch")) and _is_number(p.get("val_accuracy")):
-                    per_epoch.setdefault(float(p["epoch"]), []).append(float(p["val_accuracy"]))
+            curve = _records(r.get("curve"))
+            for p in curve:
+                acc = _monitored(p)
+                if _is_number(p.get("epoch")) and acc is not None:
+                    per_epoch.setdefault(float(p["epoch"]), []).append(acc)
+            best = r.get("best_epoch")
+            point = next((p for p in curve if p.get("epoch") == best), None)
+            if point is not None and _monitored(point) is not None:
+                kept.append((float(best), _monitored(point)))
         if per_epoch:
             epochs = sorted(per_epoch)
-            lines.append((backbone, strategy, epochs, [sum(per_epoch[e]) / len(per_epoch[e]) for e in epochs]))
+            lines.append((backbone, strategy, epochs, [sum(per_epoch[e]) / len(per_epoch[e]) for e in epochs], kept))
     if not lines:
         return None
     from matplotlib.ticker import MaxNLocator
 
-    backbones = sorted({b for b, _, _, _ in lines})
+    backbones = sorted({line[0] for line in lines})
     styles = ["-", "--", ":", "-."]
     others: list[str] = []
     with _figure(6.4, 3.5) as fig:
         ax = fig.subplots()
-        for backbone, strategy, epochs, accs in sorted(lines, key=lambda l: (l[0], _strategy_order([l[1]]))):
+        for backbone, strategy, epochs, accs, kept in sorted(lines, key=lambda l: (l[0], _strategy_order([l[1]]))):
+            colour = _colour(strategy, others)
             ax.plot(
-                epochs, accs, marker="o", markersize=3, color=_colour(strategy, others),
+                epochs, accs, marker="o", markersize=3, color=colour,
                 linestyle=styles[backbones.index(backbone) % len(styles)],
                 label=f"{_mpl_text(backbone)} \u00b7 {_strategy_label(strategy)}",
             )
+            if kept:
+                xs, ys = zip(*kept)
+                ax.scatter(xs, ys, s=70, facecolors="none", edgecolors=colour, linewidths=1.6, zorder=4)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
-        ax.set_ylabel("validation accuracy (mean over seeds)")
+        ax.set_ylabel("accuracy, monitored split (mean over seeds)")
         _percent_axis(ax.yaxis)
         ax.legend(loc="lower right", ncols=2 if len(lines) > 4 else 1)
         return _png_uri(fig)
@@ -746,14 +766,15 @@ def _pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]
 
 
 def _cost_png(runs: list[Mapping[str, Any]], summary: list[Mapping[str, Any]]) -> str | None:
+    epochs = {(str(s.get("backbone")), str(s.get("strategy"))): s.get("mean_epochs") for s in summary}
     points = [
         (str(s.get("backbone")), str(s.get("strategy")), float(s["mean_seconds"]), float(s["mean_accuracy"]))
         for s in summary if _is_number(s.get("mean_seconds")) and _is_number(s.get("mean_accuracy"))
     ]
     if not points:  # no summary: average the runs ourselves
         for (backbone, strategy), group in _group_runs(runs).items():
-            pairs = [(float(r["train_seconds"]), float(r["val_accuracy"])) for r in group
-                     if _is_number(r.get("train_seconds")) and _is_number(r.get("val_accuracy"))]
+            pairs = [(float(r["train_seconds"]), float(r["accuracy"])) for r in group
+                     if _is_number(r.get("train_seconds")) and _is_number(r.get("accuracy"))]
             if pairs:
                 points.append((backbone, strategy, sum(p[0] for p in pairs) / len(pairs),
                                sum(p[1] for p in pairs) / len(pairs)))
@@ -775,12 +796,14 @@ def _cost_png(runs: list[Mapping[str, Any]], summary: list[Mapping[str, Any]]) -
                        edgecolor="#111827" if on_front else "white", linewidth=1.2, zorder=3,
                        label=_strategy_label(strategy) if strategy not in seen else None)
             seen.add(strategy)
-            names.setdefault((cost, acc), []).append(_mpl_text(backbone, 20))
+            n_epochs = epochs.get((backbone, strategy))
+            names.setdefault((cost, acc), []).append(
+                _mpl_text(backbone, 20) + (f", {n_epochs:.0f} ep" if _is_number(n_epochs) and strategy != "freeze" else ""))
         for (cost, acc), labels in names.items():  # one label per spot: tied points do not overprint
             ax.annotate(", ".join(labels), (cost, acc), xytext=(5, 4), textcoords="offset points",
                         fontsize=7, color="#374151")
         ax.set_xlabel("training time per run (s, log scale)")
-        ax.set_ylabel("validation accuracy")
+        ax.set_ylabel("accuracy (reported split)")
         _percent_axis(ax.yaxis)
         ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=len(seen) + 1)
         return _png_uri(fig)
@@ -1019,9 +1042,11 @@ def _bench_context(result: Mapping[str, Any]) -> dict[str, Any]:
         },
         "advice": {"badge": _badge(rec.get("strategy")), "backbone": rec.get("backbone"), "case": rec.get("case")},
         "agreement": agreement if isinstance(agreement, bool) else None,
+        "agreement_note": result.get("agreement_note"),
         "protocol": {
-            **{k: protocol.get(k) for k in ("split", "n_train", "n_val", "epochs", "image_size", "batch_size",
-                                            "margin", "tune")},
+            **{k: protocol.get(k) for k in ("selected_on", "reported_on", "n_fit", "n_select", "n_report", "budget",
+                                            "image_size", "batch_size", "margin", "tune", "precision")},
+            "fit_name": _mapping(protocol.get("split")).get("fit"),
             "seeds": ", ".join(str(s) for s in _items(protocol.get("seeds"))) or None,
         } if protocol else None,
         "accuracy_png": _accuracy_png(runs, summary),
@@ -1029,14 +1054,18 @@ def _bench_context(result: Mapping[str, Any]) -> dict[str, Any]:
         "cost_png": _cost_png(runs, summary),
         "summary": [
             {**{k: s.get(k) for k in ("backbone", "n_seeds", "mean_accuracy", "std_accuracy", "mean_f1",
-                                      "mean_seconds")},
+                                      "mean_seconds", "mean_epochs", "converged")},
              "strategy": _badge(s.get("strategy")),
+             "failed": s.get("mean_accuracy") is None,
+             "error": (_items(s.get("errors")) or ["no run finished"])[0],
              "winner": (s.get("backbone"), s.get("strategy")) == key}
             for s in summary
         ],
+        "any_unconverged": any(s.get("converged") is False for s in summary),
         "runs": [
-            {**{k: r.get(k) for k in ("backbone", "seed", "val_accuracy", "macro_f1", "train_seconds",
-                                      "images_per_second", "peak_memory_mb", "epochs_to_90", "error")},
+            {**{k: r.get(k) for k in ("backbone", "seed", "accuracy", "selection_accuracy", "macro_f1",
+                                      "train_seconds", "images_per_second", "peak_memory_mb", "epochs_run",
+                                      "best_epoch", "converged", "error")},
              "strategy": _badge(r.get("strategy")), "failed": r.get("status", "ok") != "ok",
              "status": r.get("status") or "ok"}
             for r in runs

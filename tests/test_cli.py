@@ -110,14 +110,50 @@ def test_bench_json_then_rerun_skips_finished_runs(tiny_image_folder, tmp_path):
     assert {"runs", "winner", "recommendation", "agreement", "report"} <= set(doc)
     assert sorted(r["strategy"] for r in doc["runs"]) == ["finetune", "freeze", "scratch"]
     for r in doc["runs"]:
-        assert r["status"] == "ok" and 0 <= r["val_accuracy"] <= 1 and r["images_per_second"] > 0
+        assert r["status"] == "ok" and 0 <= r["accuracy"] <= 1 and r["images_per_second"] > 0
         assert {"seed", "macro_f1", "train_seconds", "peak_memory_mb"} <= set(r)
     assert doc["winner"]["verdict"] in {"freeze", "finetune", "not_worth_using"}
-    assert doc["agreement"] == (doc["winner"]["verdict"] == doc["recommendation"]["strategy"])
+    per = {v["backbone"]: v["verdict"] for v in doc["winner"]["per_backbone"]}
+    assert doc["agreement"] == (per["resnet18"] == doc["recommendation"]["strategy"])
     assert Path(doc["report"]).is_file() and (out / "bench-tiny.runs.jsonl").is_file()
     again = json.loads(run(*args).output)
     assert [r["trained"] for r in again["runs"]] == [False, False, False]
-    assert [r["val_accuracy"] for r in again["runs"]] == [r["val_accuracy"] for r in doc["runs"]]
+    assert [r["accuracy"] for r in again["runs"]] == [r["accuracy"] for r in doc["runs"]]
+
+
+FAILING = ["--backbones", "resnet18", "--weights", "random", "--strategies", "finetune,scratch", "--image-size", "16",
+           "--batch-size", "1", "--epochs", "1"]
+
+
+def test_failed_runs_are_a_table_row_not_a_traceback(tiny_image_folder, tmp_path):
+    """The issue's example: batch size 1 makes BatchNorm fail in training (one value per channel)."""
+    out = tmp_path / "reports"
+    result = CliRunner().invoke(main, ["bench", str(tiny_image_folder), *FAILING, "-q", "--out", str(out)])
+    assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.exit_code == 1  # no run finished on the only backbone
+    lines = [line for line in result.output.splitlines() if line.startswith("resnet18")]
+    assert len(lines) == 2 and all(" failed " in line and "ValueError" in line for line in lines)
+    assert "no run finished on resnet18" in result.output
+    assert list(out.glob("bench-*.html"))  # the report is still written, with the failures in it
+    doc = json.loads(CliRunner().invoke(main, ["bench", str(tiny_image_folder), *FAILING, "-q", "--json",
+                                               "--out", str(out)]).output.split("\nadvisor bench:")[0])
+    assert [r["status"] for r in doc["runs"]] == ["failed", "failed"]
+    assert doc["agreement"] is None and doc["agreement_note"]
+
+
+def test_exit_code_is_0_when_every_backbone_has_a_finished_run(tiny_image_folder, tmp_path):
+    args = ["bench", str(tiny_image_folder), "--backbones", "resnet18", "--weights", "random", "--strategies",
+            "freeze,finetune", "--image-size", "16", "--batch-size", "1", "--epochs", "1", "-q", "--out", str(tmp_path)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    (failed,) = [line for line in result.output.splitlines() if line.startswith("resnet18") and " failed " in line]
+    assert "finetune" in failed
+    assert any(line.startswith("resnet18") and "freeze" in line and "%" in line for line in result.output.splitlines())
+
+
+def test_epochs_accepts_auto_or_a_number(tiny_image_folder, tmp_path):
+    bad = CliRunner().invoke(main, ["bench", str(tiny_image_folder), "--epochs", "soon", "--out", str(tmp_path)])
+    assert bad.exit_code == 2 and "auto" in bad.output
 
 
 def test_bench_rejects_an_unknown_strategy(tiny_image_folder, tmp_path):

@@ -86,18 +86,20 @@ def bench_result(tmp_path: Path) -> dict:
                 acc = base - 0.03 * (backbone == "vgg16") + 0.01 * seed
                 runs.append({
                     "backbone": backbone, "strategy": strategy, "seed": seed, "status": "ok", "error": None,
-                    "val_accuracy": acc, "macro_f1": acc - 0.02, "train_seconds": seconds,
+                    "accuracy": acc, "macro_f1": acc - 0.02, "train_seconds": seconds,
                     "images_per_second": 300.0, "peak_memory_mb": 1800.0, "epochs_to_90": 3,
-                    "curve": [{"epoch": e, "train_loss": 1.0 / e, "val_accuracy": acc * e / 3} for e in (1, 2, 3)],
+                    "epochs_run": 3, "best_epoch": 2, "converged": strategy != "scratch",
+                    "curve": [{"epoch": e, "train_loss": 1.0 / e, "selection_accuracy": acc * e / 3,
+                               "accuracy": None} for e in (1, 2, 3)],
                     "recipe": {"lr_head": 1e-3, "lr_backbone": None if strategy == "freeze" else 1e-4,
                                "epochs": 3, "augment": "flip", "optimizer": "adamw"},
                 })
     runs.append({"backbone": "vgg16", "strategy": "partial", "seed": 0, "status": "failed",
-                 "error": f"CUDA out of memory {EVIL}", "val_accuracy": None, "curve": [], "recipe": {}})
+                 "error": f"CUDA out of memory {EVIL}", "accuracy": None, "curve": [], "recipe": {}})
     summary = []
     for b in ("resnet50", "vgg16"):
         for s in ("freeze", "finetune", "scratch"):
-            accs = [r["val_accuracy"] for r in runs if (r["backbone"], r["strategy"]) == (b, s)]
+            accs = [r["accuracy"] for r in runs if (r["backbone"], r["strategy"]) == (b, s)]
             mean = sum(accs) / len(accs)
             summary.append({"backbone": b, "strategy": s, "n_seeds": len(accs), "mean_accuracy": mean,
                             "std_accuracy": 0.007, "mean_f1": mean - 0.02,
@@ -107,7 +109,11 @@ def bench_result(tmp_path: Path) -> dict:
         "kind": "bench", "created": "2026-11-28T01:30:00",
         "dataset": {"path": str(tmp_path / "pets"), "n_images": 267, "n_classes": 3,
                     "class_counts": {"cat": 120, "dog": 95, EVIL: 40}},
-        "protocol": {"split": "stratified 80/20, seed 0", "n_train": 213, "n_val": 54, "epochs": 3,
+        "protocol": {"split": {"fit": "train (the rest)", "select": "carved from train: stratified 20 %, seeded",
+                               "report": "held out: stratified 20 %, seeded"},
+                     "selected_on": "carved from train: stratified 20 %, seeded",
+                     "reported_on": "held out: stratified 20 %, seeded", "n_fit": 170, "n_select": 43,
+                     "n_report": 54, "epochs": "auto", "budget": "auto: early stopping", "precision": "bf16",
                      "image_size": 224, "batch_size": 32, "seeds": [0, 1], "margin": 0.02, "tune": False},
         "runs": runs, "summary": summary,
         "winner": {"backbone": "resnet50", "strategy": "finetune", "verdict": "finetune",

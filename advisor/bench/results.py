@@ -1,0 +1,557 @@
+"""Run records, the results file, and what the runs say: summaries, verdicts, agreement.
+
+Torch-free on purpose: reading a results file, judging it and rendering its report need no
+deep-learning stack (a report can be rebuilt on any machine from the JSON-lines file).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from advisor import metrics
+from advisor.utils import json_clean
+
+__all__ = [
+    "KEY_VERSION",
+    "RANK_METRICS",
+    "BenchResult",
+    "RunResult",
+    "StrategyInfo",
+    "agreement",
+    "append_result",
+    "rank_correlation",
+    "read_results",
+    "run_key",
+    "select_trials",
+    "summarize_runs",
+    "verdict",
+]
+
+#: Version of the run key. 2: the key holds weights, precision, split, budget and data
+#: fingerprint (version 1 left out the weights: random runs answered for ImageNet ones).
+KEY_VERSION = 2
+#: Transferability scores compared with the measured ranking of backbones.
+RANK_METRICS = ("linear_probe", "knn_probe", "logme", "leep", "nce", "hscore")
+_EPS = 1e-9  # accuracies are means of fractions: compare them with a little slack
+
+
+@dataclass(frozen=True)
+class StrategyInfo:
+    """What the verdict needs to know of a strategy (the registry's facts, without torch).
+
+    Attributes:
+        cost_rank: Cheaper strategies win ties (freeze 0, partial 1, the others 2).
+        pretrained: Whether it starts from pretrained weights.
+        verdict: Its name in the advice's vocabulary (freeze, finetune, not_worth_using).
+    """
+
+    cost_rank: int
+    pretrained: bool
+    verdict: str
+
+
+#: Mirrors :data:`advisor.bench.STRATEGIES` (a test checks they agree), in cost order.
+STRATEGY_INFO: dict[str, StrategyInfo] = {
+    "freeze": StrategyInfo(0, True, "freeze"),
+    "partial": StrategyInfo(1, True, "finetune"),
+    "finetune": StrategyInfo(2, True, "finetune"),
+    "freeze_unfreeze": StrategyInfo(2, True, "finetune"),
+    "scratch": StrategyInfo(2, False, "not_worth_using"),
+}
+
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One trained (or failed) run: a backbone, a strategy, a seed (and a learning-rate factor).
+
+    Attributes:
+        backbone: Registry name.
+        strategy: Strategy name.
+        seed: Seed of the split, the initialisation and the data order.
+        status: ``"ok"`` or ``"failed"``.
+        error: The exception, for a failed run.
+        accuracy: Top-1 accuracy on the reported split, with the weights the run selected
+            (the best epoch on the selection split, or the last epoch of a fixed budget).
+        macro_f1: Macro-averaged F1 on the reported split.
+        selection_accuracy: Accuracy on the selection split of the selected weights (what
+            chose the epoch and, with ``tune``, the learning rate); ``None`` without one.
+        train_seconds: Wall time of the run (for ``freeze``: feature extraction + head).
+        images_per_second: Training images processed per second of training steps.
+        peak_memory_mb: CUDA: ``max_memory_allocated``; CPU: the process's peak RSS so far.
+        epochs_to_90: First epoch (1-based) reaching 90 % of the run's best monitored accuracy.
+        epochs_run: Epochs trained (fewer than the budget when it stopped early).
+        best_epoch: The epoch whose weights were evaluated.
+        converged: ``False`` when the run hit its maximum while still improving (its accuracy
+            is then a lower bound); ``True`` otherwise.
+        curve: Per epoch ``{"epoch", "train_loss", "selection_accuracy", "accuracy"}`` (the
+            monitored split's accuracy; the other is ``None``).
+        recipe: The recipe actually used, as a dict.
+        lr_factor: Multiplier of the default learning rates (``tune`` tries several).
+        key: Identity for resuming (:func:`run_key`).
+        trained: ``True`` when trained by this call, ``False`` when read from a results file.
+        details: Extra facts: split sizes and names, device, precision, cache use, timings.
+    """
+
+    backbone: str
+    strategy: str
+    seed: int
+    status: str
+    error: str | None = None
+    accuracy: float | None = None
+    macro_f1: float | None = None
+    selection_accuracy: float | None = None
+    train_seconds: float | None = None
+    images_per_second: float | None = None
+    peak_memory_mb: float | None = None
+    epochs_to_90: int | None = None
+    epochs_run: int | None = None
+    best_epoch: int | None = None
+    converged: bool | None = None
+    curve: tuple[dict[str, Any], ...] = ()
+    recipe: dict[str, Any] = field(default_factory=dict)
+    lr_factor: float = 1.0
+    key: str = ""
+    trained: bool = True
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok" and self.accuracy is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["curve"] = [dict(p) for p in self.curve]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunResult":
+        known = {f.name for f in fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}
+        d["curve"] = tuple(dict(p) for p in d.get("curve") or ())
+        d["recipe"] = dict(d.get("recipe") or {})
+        d["details"] = dict(d.get("details") or {})
+        d["seed"] = int(d["seed"])
+        d["lr_factor"] = float(d.get("lr_factor", 1.0))
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """The benchmark's result; :meth:`to_dict` is what the bench report renders.
+
+    Attributes:
+        dataset: The dataset summary, as a dict.
+        protocol: Splits (which selected, which was reported), image counts, budget, image
+            size, batch size, seeds, margin, tuning, precision.
+        runs: The selected run of every (backbone, strategy, seed), finished or failed.
+        summary: Per backbone and strategy: seeds, mean and standard deviation of accuracy,
+            mean macro-F1, mean time, epochs, convergence.
+        winner: ``{"backbone", "strategy", "verdict", "accuracy", "rule", "per_backbone"}``.
+        recommendation: The advice being checked (``advisor recommend``'s dict), if any.
+        agreement: Whether the measured verdict for the advised backbone is the advice;
+            ``None`` when it cannot be judged (``agreement_note`` says why) or without advice.
+        agreement_note: Why agreement is ``None``, or a caveat of the comparison.
+        rank_correlation: Weighted Kendall tau of each transferability score against the
+            measured accuracy per backbone; ``None`` with fewer than two backbones.
+        reproduction: Versions, device, seed, options, seconds, command.
+        trials: With ``tune``: every learning-rate trial, the selected ones included.
+        extra: Further blocks of the JSON document (execution, data size, image cache).
+        created: ISO time of the result.
+    """
+
+    dataset: dict[str, Any]
+    protocol: dict[str, Any]
+    runs: tuple[RunResult, ...]
+    summary: tuple[dict[str, Any], ...]
+    winner: dict[str, Any]
+    recommendation: dict[str, Any] | None
+    agreement: bool | None
+    rank_correlation: dict[str, Any] | None
+    reproduction: dict[str, Any]
+    agreement_note: str | None = None
+    trials: tuple[RunResult, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+    created: str = field(default_factory=lambda: datetime.now().isoformat(timespec="seconds"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return json_clean({
+            "kind": "bench",
+            "created": self.created,
+            "dataset": self.dataset,
+            "protocol": self.protocol,
+            "runs": [r.to_dict() for r in self.runs],
+            "summary": [dict(s) for s in self.summary],
+            "winner": self.winner,
+            "recommendation": self.recommendation,
+            "agreement": self.agreement,
+            "agreement_note": self.agreement_note,
+            "rank_correlation": self.rank_correlation,
+            "trials": [r.to_dict() for r in self.trials],
+            "reproduction": self.reproduction,
+            **self.extra,
+        })
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "BenchResult":
+        known = {"kind", "created", "dataset", "protocol", "runs", "summary", "winner", "recommendation",
+                 "agreement", "agreement_note", "rank_correlation", "trials", "reproduction"}
+        return cls(
+            dataset=dict(d.get("dataset") or {}),
+            protocol=dict(d.get("protocol") or {}),
+            runs=tuple(RunResult.from_dict(r) for r in d.get("runs") or ()),
+            summary=tuple(dict(s) for s in d.get("summary") or ()),
+            winner=dict(d.get("winner") or {}),
+            recommendation=d.get("recommendation"),
+            agreement=d.get("agreement"),
+            agreement_note=d.get("agreement_note"),
+            rank_correlation=d.get("rank_correlation"),
+            reproduction=dict(d.get("reproduction") or {}),
+            trials=tuple(RunResult.from_dict(r) for r in d.get("trials") or ()),
+            extra={k: v for k, v in d.items() if k not in known},
+            created=d.get("created") or datetime.now().isoformat(timespec="seconds"),
+        )
+
+
+# --------------------------------------------------------------------------- results file
+
+
+def run_key(payload: dict[str, Any]) -> str:
+    """Identity of a run: the same key means the same training, so a finished one is reused.
+
+    ``payload`` holds everything that changes a result (the benchmark builds it: data
+    fingerprint, backbone, strategy, seed, weights, image size, recipe, split, precision,
+    learning-rate factor); :data:`KEY_VERSION` is added, so keys of older versions never match.
+
+    Example:
+        >>> run_key({"backbone": "resnet18", "seed": 0}) == run_key({"seed": 0, "backbone": "resnet18"})
+        True
+    """
+    text = json.dumps(json_clean({"v": KEY_VERSION, **payload}), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def read_results(path: str | os.PathLike) -> list[RunResult]:
+    """Runs recorded in a JSON-lines results file; unreadable lines (a torn last one) are skipped.
+
+    Every run read back has ``trained=False``.
+    """
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except FileNotFoundError:
+        return []
+    runs = []
+    for line in raw.split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            runs.append(replace(RunResult.from_dict(json.loads(line)), trained=False))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue  # a line cut by a kill, or not ours: that run is simply redone
+    return runs
+
+
+def append_result(path: str | os.PathLike, run: RunResult) -> None:
+    """Append one run as one JSON line, atomically enough to survive a kill at any moment.
+
+    The whole line goes out in one ``os.write`` on an ``O_APPEND`` descriptor and is
+    ``fsync``-ed before returning. If the file ends in a torn line, a newline is written
+    first (in the same write), so the new record never glues onto it.
+    """
+    text = json.dumps(json_clean(run.to_dict()), allow_nan=False, sort_keys=True) + "\n"
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        if size:
+            with open(path, "rb") as fh:
+                fh.seek(size - 1)
+                if fh.read(1) != b"\n":
+                    text = "\n" + text
+        data = text.encode()
+        written = os.write(fd, data)
+        while written < len(data):  # regular files do not short-write in practice
+            written += os.write(fd, data[written:])
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# --------------------------------------------------------------------------- analysis
+
+
+def select_trials(trials: Sequence[RunResult]) -> list[RunResult]:
+    """The selected run of each (backbone, strategy, seed): the best on the selection split.
+
+    Without ``tune`` every group holds one trial, which is returned. With several learning-rate
+    trials the highest ``selection_accuracy`` wins (ties: the factor nearest 1, then the
+    smaller); the reported accuracy never takes part in the choice. A group whose trials all
+    failed yields its first failure. Groups keep their first-seen order.
+    """
+    groups: dict[tuple[str, str, int], list[RunResult]] = {}
+    for r in trials:
+        groups.setdefault((r.backbone, r.strategy, r.seed), []).append(r)
+    chosen = []
+    for group in groups.values():
+        ok = [r for r in group if r.ok]
+        if not ok:
+            chosen.append(group[0])
+            continue
+
+        def rank(r: RunResult) -> tuple[float, float, float]:
+            sel = r.selection_accuracy if r.selection_accuracy is not None else -1.0
+            return (-sel, abs(math.log(r.lr_factor)), r.lr_factor)
+
+        chosen.append(min(ok, key=rank))
+    return chosen
+
+
+def summarize_runs(runs: Sequence[RunResult]) -> list[dict[str, Any]]:
+    """Per (backbone, strategy), in first-seen order: seeds, mean/std accuracy, F1, time, epochs.
+
+    ``std_accuracy`` is the sample standard deviation over seeds (0 with one seed).
+
+    Example:
+        >>> rows = summarize_runs([RunResult("r", "freeze", s, "ok", accuracy=a)
+        ...                        for s, a in ((0, 0.8), (1, 0.9))])
+        >>> round(rows[0]["mean_accuracy"], 3), rows[0]["n_seeds"]
+        (0.85, 2)
+    """
+    groups: dict[tuple[str, str], list[RunResult]] = {}
+    for r in runs:
+        groups.setdefault((r.backbone, r.strategy), []).append(r)
+    rows = []
+    for (b, s), group in groups.items():
+        ok = [r for r in group if r.ok]
+
+        def mean(attr: str) -> float | None:
+            values = [getattr(r, attr) for r in ok if getattr(r, attr) is not None]
+            return float(np.mean(values)) if values else None
+
+        accs = [r.accuracy for r in ok]
+        n_report = [r.details.get("n_report") for r in ok if r.details.get("n_report")]
+        rows.append({
+            "backbone": b, "strategy": s, "n_seeds": len(ok), "n_failed": len(group) - len(ok),
+            "mean_accuracy": mean("accuracy"),
+            "std_accuracy": float(np.std(accs, ddof=1)) if len(accs) > 1 else (0.0 if accs else None),
+            "mean_f1": mean("macro_f1"), "mean_seconds": mean("train_seconds"),
+            "mean_images_per_second": mean("images_per_second"),
+            "mean_epochs": mean("epochs_run"),
+            "converged": all(r.converged is not False for r in ok) if ok else None,
+            "n_report": int(np.mean(n_report)) if n_report else None,
+            "errors": sorted({(r.error or "").splitlines()[0] for r in group if not r.ok and r.error}),
+        })
+    return rows
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def _noise(p: float, n: int | None) -> float | None:
+    """One standard error of the difference of two accuracies near ``p`` on ``n`` images."""
+    if not n:
+        return None
+    p = min(max(p, 0.0), 1.0)
+    return math.sqrt(2 * p * (1 - p) / n)
+
+
+def _info(name: str) -> StrategyInfo:
+    return STRATEGY_INFO.get(name) or StrategyInfo(2, True, name)
+
+
+def _backbone_verdict(backbone: str, rows: dict[str, dict[str, Any]], margin: float) -> dict[str, Any]:
+    points = f"{100 * margin:.1f} points"
+    means = {s: r["mean_accuracy"] for s, r in rows.items()}
+    pretrained = {s: a for s, a in means.items() if _info(s).pretrained}
+    scratch = {s: a for s, a in means.items() if not _info(s).pretrained}
+    top = max(means.values()) if means else None
+    n_report = max((r.get("n_report") or 0 for r in rows.values()), default=0) or None
+    base = {"backbone": backbone, "top_accuracy": top, "n_report": n_report}
+    if not pretrained:
+        return {**base, "strategy": None, "verdict": None, "accuracy": None, "near_tie": None, "notes": [],
+                "rule": f"{backbone}: no pretrained strategy finished, so no verdict (margin {points})."}
+    order = list(STRATEGY_INFO)
+    best_name = max(pretrained, key=lambda s: pretrained[s])
+    best = pretrained[best_name]
+    winner: str | None = None
+    if scratch:
+        s_name = max(scratch, key=lambda s: scratch[s])
+        s_acc = scratch[s_name]
+        if s_acc >= best - margin - _EPS:
+            winner = s_name
+            rule = (f"{backbone}: training from scratch reaches {_pct(s_acc)}, within the {points} margin of the "
+                    f"best pretrained strategy ({best_name}, {_pct(best)}), so the pretrained weights are not "
+                    "worth using.")
+        scratch_clause = f"training from scratch reaches only {_pct(s_acc)}, more than {points} below it"
+    else:
+        scratch_clause = "training from scratch was not run, so it was not compared"
+    if winner is None:
+        close = [s for s, a in pretrained.items() if a >= best - margin - _EPS]
+        winner = min(close, key=lambda s: (_info(s).cost_rank, -pretrained[s], order.index(s) if s in order else 99))
+        cheapest = (f"{winner} ({_pct(pretrained[winner])}) is the cheapest strategy within {points} of it"
+                    if winner != best_name else f"no cheaper strategy comes within {points} of it")
+        rule = (f"{backbone}: the best pretrained strategy is {best_name} at {_pct(best)}; {scratch_clause}; "
+                f"{cheapest}, so: {_info(winner).verdict}.")
+    acc = means[winner]
+    # Honesty about noise: the closest rival of another verdict, and whether the gap to it is
+    # within one standard error of a difference of accuracies on this reported split.
+    rivals = {s: a for s, a in means.items() if _info(s).verdict != _info(winner).verdict}
+    near_tie = None
+    if rivals:
+        rival = max(rivals, key=lambda s: rivals[s])
+        noise = _noise((acc + rivals[rival]) / 2, n_report)
+        gap = acc - rivals[rival]
+        if noise is not None:
+            near_tie = {"rival": rival, "rival_accuracy": rivals[rival], "gap": gap, "noise": noise,
+                        "within_noise": abs(gap) <= noise + _EPS}
+            if near_tie["within_noise"]:
+                rule += (f" Near-tie: {winner} {_pct(acc)} against {rival} {_pct(rivals[rival])} differ by "
+                         f"{100 * gap:+.1f} points, within the noise of the {n_report}-image reported split "
+                         f"(one standard error {100 * noise:.1f} points); more data or seeds would settle it.")
+    notes = []
+    for s, row in rows.items():
+        if row.get("converged") is False and row.get("mean_epochs"):
+            notes.append(f"{s} was still improving at {row['mean_epochs']:.0f} epochs; its accuracy "
+                         f"({_pct(row['mean_accuracy'])}) is a lower bound")
+    if notes:
+        rule += " Caveat: " + "; ".join(notes) + "."
+    return {**base, "strategy": winner, "verdict": _info(winner).verdict, "accuracy": acc, "rule": rule,
+            "near_tie": near_tie, "notes": notes}
+
+
+def verdict(runs: Sequence[RunResult], *, margin: float) -> dict[str, Any]:
+    """The cost-aware rule, per backbone and overall.
+
+    Per backbone, on mean accuracies over seeds of the finished runs: let ``best`` be the
+    highest among the pretrained strategies. If training from scratch reaches
+    ``best - margin`` the verdict is ``"not_worth_using"``; otherwise the cheapest pretrained
+    strategy within ``margin`` of ``best`` wins (freeze before partial before finetune; equal
+    cost: the more accurate). Overall, the backbone with the highest accuracy wins and its
+    verdict is the answer. Each backbone's verdict also says whether its gap to the closest
+    rival verdict is within one standard error of the reported split (a near-tie), and which
+    runs had not converged.
+
+    Args:
+        runs: Selected runs of any backbones and strategies (failed runs are ignored).
+        margin: Accuracy margin as a fraction (0.02 = 2 points).
+
+    Returns:
+        ``{"backbone", "strategy", "verdict", "accuracy", "rule", "margin", "per_backbone"}``.
+
+    Example:
+        >>> runs = [RunResult("r", s, 0, "ok", accuracy=a)
+        ...         for s, a in (("freeze", 0.84), ("finetune", 0.85), ("scratch", 0.5))]
+        >>> verdict(runs, margin=0.02)["verdict"]
+        'freeze'
+    """
+    rows = summarize_runs(runs)
+    per_backbone = []
+    for name in dict.fromkeys(r.backbone for r in runs):
+        mine = {row["strategy"]: row for row in rows
+                if row["backbone"] == name and row["mean_accuracy"] is not None}
+        if mine:
+            per_backbone.append(_backbone_verdict(name, mine, margin))
+    decided = [v for v in per_backbone if v["verdict"] is not None]
+    if not decided:
+        return {"backbone": None, "strategy": None, "verdict": None, "accuracy": None,
+                "rule": f"No pretrained run finished, so there is no verdict (margin {100 * margin:.1f} points).",
+                "margin": margin, "per_backbone": per_backbone}
+    top = max(decided, key=lambda v: v["top_accuracy"])
+    rule = top["rule"]
+    if len(decided) > 1:
+        rule = (f"Cost-aware rule with a {100 * margin:.1f}-point margin; {top['backbone']} is the most accurate "
+                f"backbone ({_pct(top['top_accuracy'])}). {rule}")
+    else:
+        rule = f"Cost-aware rule with a {100 * margin:.1f}-point margin. {rule}"
+    return {"backbone": top["backbone"], "strategy": top["strategy"], "verdict": top["verdict"],
+            "accuracy": top["accuracy"], "rule": rule, "margin": margin, "per_backbone": per_backbone}
+
+
+#: The advice's vocabulary -> the strategies whose runs carry it out.
+_CARRIED_BY = {"freeze": ("freeze",), "finetune": ("finetune", "partial", "freeze_unfreeze"),
+               "not_worth_using": ("scratch",)}
+
+
+def agreement(recommendation: dict[str, Any] | None, winner: dict[str, Any],
+              runs: Sequence[RunResult]) -> tuple[bool | None, str | None]:
+    """Whether the measured verdict for the advised backbone is the advice, and a note.
+
+    ``(None, why)`` when it cannot be judged: no advice, the advised backbone was not benched
+    or has no verdict, or the advised strategy was not benched or all its runs failed.
+
+    Example:
+        >>> runs = [RunResult("r", s, 0, "ok", accuracy=a)
+        ...         for s, a in (("freeze", 0.9), ("finetune", 0.8), ("scratch", 0.5))]
+        >>> w = verdict(runs, margin=0.02)
+        >>> agreement({"strategy": "freeze", "backbone": "r"}, w, runs)
+        (True, None)
+        >>> agreement({"strategy": "not_worth_using", "backbone": "r"}, w, runs[:2])[0] is None
+        True
+    """
+    if not recommendation:
+        return None, None
+    advice, backbone = recommendation.get("strategy"), recommendation.get("backbone")
+    per = {v["backbone"]: v for v in winner.get("per_backbone") or ()}
+    if backbone not in per:
+        return None, f"the advised backbone {backbone} was not benched, or none of its runs finished"
+    mine = [r for r in runs if r.backbone == backbone]
+    carriers = _CARRIED_BY.get(advice, (advice,))
+    benched = [r for r in mine if r.strategy in carriers]
+    if not benched:
+        return None, (f"the advice ({advice}) was not benched on {backbone}: run the bench with "
+                      f"--strategies including {carriers[0]}")
+    if not any(r.ok for r in benched):
+        first = next((r.error for r in benched if r.error), "unknown error")
+        return None, f"every {'/'.join(sorted({r.strategy for r in benched}))} run on {backbone} failed ({first.splitlines()[0]})"
+    v = per[backbone]
+    if v["verdict"] is None:
+        return None, f"no pretrained strategy finished on {backbone}, so there is no verdict to compare"
+    note = None
+    if advice != "not_worth_using" and not any(r.ok and not _info(r.strategy).pretrained for r in mine):
+        note = "scratch was not benched, so the verdict could not say 'not worth using'"
+    elif v.get("near_tie") and v["near_tie"].get("within_noise"):
+        nt = v["near_tie"]
+        note = (f"near-tie: {v['strategy']} and {nt['rival']} differ by {100 * nt['gap']:+.1f} points, within the "
+                f"noise of the reported split ({100 * nt['noise']:.1f} points)")
+    return advice == v["verdict"], note
+
+
+def rank_correlation(runs: Sequence[RunResult], profiles: dict[str, dict] | None) -> dict[str, Any] | None:
+    """Weighted Kendall tau between each transferability score and the measured accuracy.
+
+    The measured accuracy of a backbone is its best mean accuracy over strategies. Needs at
+    least two backbones with both a profile and a finished run; otherwise ``None``.
+
+    Returns:
+        ``{"n_backbones": k, "metric": [{"metric", "weighted_tau"}, ...]}`` or ``None``.
+    """
+    if not profiles:
+        return None
+    best: dict[str, float] = {}
+    for row in summarize_runs(runs):
+        if row["mean_accuracy"] is not None:
+            best[row["backbone"]] = max(best.get(row["backbone"], -1.0), row["mean_accuracy"])
+    names = [b for b in best if isinstance(profiles.get(b), dict)]
+    if len(names) < 2:
+        return None
+    rows = []
+    for name in RANK_METRICS:
+        values = [(profiles[b].get("transferability") or {}).get(name) for b in names]
+        if any(v is None or not math.isfinite(float(v)) for v in values):
+            continue
+        tau = metrics.weighted_kendall_tau(np.asarray(values, float), np.asarray([best[b] for b in names]))
+        rows.append({"metric": name, "weighted_tau": tau if math.isfinite(tau) else None})
+    return {"n_backbones": len(names), "metric": rows}

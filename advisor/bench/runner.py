@@ -1,0 +1,284 @@
+"""The driver: plan the grid of runs, train what is not finished, judge, and assemble the result.
+
+Honest selection: three roles of data are kept apart. The weights are trained on the *fit*
+split; epochs (``epochs="auto"``), learning rates (``tune``) and the frozen head's
+regularisation are chosen on the *selection* split, carved from the training data (or the
+folder's ``val/`` when it also has ``test/``); the accuracy is *reported* on a split that chose
+nothing (the folder's ``val/`` or ``test/``, or a seeded stratified hold-out).
+
+Reproducible: each run draws its random numbers from streams seeded by its key, so the same
+grid gives the same numbers in any order, interrupted and resumed or not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from advisor.backbones import backbone_info
+from advisor.bench.config import AUTO, BenchConfig
+from advisor.bench.results import (
+    BenchResult,
+    RunResult,
+    agreement,
+    append_result,
+    rank_correlation,
+    read_results,
+    run_key,
+    select_trials,
+    summarize_runs,
+    verdict,
+)
+from advisor.bench.strategies import MAX_EPOCHS, TUNE_FACTORS, get_strategy
+from advisor.bench.training import RunEnv, RunSpec, failed_run, train_run
+from advisor.data import Dataset, Sample, scan, stratified_sample, stratified_split
+from advisor.profile import summarize_dataset
+from advisor.runtime import choose_precision, resolve_device
+from advisor.utils import versions
+
+__all__ = ["Splits", "bench", "make_splits", "plan_runs"]
+
+
+@dataclass(frozen=True)
+class Splits:
+    """The three roles of data for one seed.
+
+    Attributes:
+        fit: Trains the weights.
+        select: Chooses epochs, learning rates, regularisation; empty when nothing is chosen.
+        report: Measures the reported accuracy; it chooses nothing.
+        names: How each was made, in words (``{"fit", "select", "report"}``).
+        rule: What the run key records of how they were made.
+    """
+
+    fit: tuple[Sample, ...]
+    select: tuple[Sample, ...]
+    report: tuple[Sample, ...]
+    names: dict[str, str | None]
+    rule: dict[str, Any]
+
+
+def _carve(dataset: Dataset, samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+    """A stratified, seeded hold-out of ``fraction`` of ``samples`` (classes with one image stay)."""
+    pool = Dataset(dataset.root, "flat", dataset.classes, tuple(samples))
+    return stratified_split(pool, val_fraction=fraction, seed=seed)
+
+
+def make_splits(dataset: Dataset, config: BenchConfig, seed: int) -> Splits:
+    """Fit, selection and reported splits for ``seed`` (see the module's "Honest selection").
+
+    - ``train/`` + ``val/`` + ``test/``: fit on train, select on val, report test.
+    - ``train/`` + ``val/`` (or ``test/``): report that split; with something to select, a
+      stratified ``selection_fraction`` of train is carved out (seeded) to select on.
+    - One folder per class: a stratified ``val_fraction`` is held out (seeded) and reported;
+      the selection split is carved from the rest as above.
+
+    ``max_per_class`` then caps the fit split (seeded).
+    """
+    splits = dataset.splits
+    own = "train" in splits and ("val" in splits or "test" in splits)
+    rule: dict[str, Any] = {"kind": "folder" if own else "seeded", "max_per_class": config.max_per_class}
+    if own and "val" in splits and "test" in splits:
+        train = [s for s in dataset.samples if s.split == "train"]
+        select = [s for s in dataset.samples if s.split == "val"] if config.needs_selection else []
+        report = [s for s in dataset.samples if s.split == "test"]
+        names = {"fit": "train/", "select": "val/" if select else None, "report": "test/"}
+        fit = train
+    else:
+        train, report = stratified_split(dataset, val_fraction=config.val_fraction, seed=seed)
+        reported = ("val/" if "val" in splits else "test/") if own else (
+            f"held out: stratified {100 * config.val_fraction:.0f} %, seeded")
+        if not own:
+            rule["val_fraction"] = config.val_fraction
+        if config.needs_selection:
+            fit, select = _carve(dataset, train, config.selection_fraction, seed)
+            rule["selection_fraction"] = config.selection_fraction
+            carved = f"carved from train: stratified {100 * config.selection_fraction:.0f} %, seeded"
+        else:
+            fit, select, carved = train, [], None
+        names = {"fit": "train (the rest)" if select else "train", "select": carved, "report": reported}
+    if config.max_per_class is not None:
+        fit = stratified_sample(fit, per_class=config.max_per_class, total=None, seed=seed)
+    return Splits(tuple(fit), tuple(select), tuple(report), names, rule)
+
+
+def _digest(samples: Sequence[Sample]) -> str:
+    h = hashlib.sha256()
+    for s in samples:
+        h.update(f"{s.path}\0{s.label}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def plan_runs(dataset: Dataset, backbones: Sequence[str], config: BenchConfig, *,
+              precision: str = "fp32") -> list[RunSpec]:
+    """Every run of the grid (backbone x seed x strategy x learning-rate factor), keyed.
+
+    The key holds everything that changes a result: data fingerprint, backbone, strategy,
+    seed, weights, image size, recipe (budget included), the split rule and the exact split,
+    precision and learning-rate factor.
+    """
+    fingerprint = dataset.fingerprint()
+    splits = {seed: make_splits(dataset, config, seed) for seed in config.seeds}
+    pool = tuple(sorted({s.path: s for sp in splits.values() for s in sp.fit + sp.select + sp.report}.values(),
+                        key=lambda s: s.path))
+    factors = TUNE_FACTORS if config.tune else (1.0,)
+    specs = []
+    for name in backbones:
+        size = int(config.image_size or backbone_info(name).image_size)
+        for seed in config.seeds:
+            sp = splits[seed]
+            for strategy_name in config.strategies:
+                base = get_strategy(strategy_name)().default_recipe(config)
+                for factor in factors:
+                    recipe = replace(base.scaled(factor), lr_sweep=factors) if config.tune else base
+                    payload = {
+                        "dataset": fingerprint, "backbone": name, "strategy": strategy_name, "seed": int(seed),
+                        "weights": config.weights, "image_size": size, "recipe": recipe.to_dict(),
+                        "lr_factor": factor, "precision": precision, "split": sp.rule,
+                        "samples": [_digest(sp.fit), _digest(sp.select), _digest(sp.report)],
+                    }
+                    specs.append(RunSpec(
+                        backbone=name, strategy=strategy_name, seed=int(seed), recipe=recipe, lr_factor=factor,
+                        image_size=size, weights=config.weights, fit=sp.fit, select=sp.select, report=sp.report,
+                        num_classes=len(dataset.classes), fingerprint=fingerprint, pool=pool,
+                        splits={k: v for k, v in sp.names.items() if v}, key=run_key(payload),
+                    ))
+    return specs
+
+
+def _selection_text(run: RunResult, factors: Sequence[float]) -> str:
+    parts = []
+    if run.recipe.get("budget") == AUTO:
+        parts.append(f"epoch {run.best_epoch} of {run.epochs_run} (early stopping on the selection split)")
+    if len(factors) > 1:
+        parts.append(f"learning rate x{run.lr_factor:g} of the default, best of "
+                     + ", ".join(f"x{f:g}" for f in factors) + " on the selection split")
+    if run.strategy == "freeze" and run.details.get("l2_grid") and len(run.details["l2_grid"]) > 1:
+        parts.append(f"L2 strength {run.details['l2_chosen']:g} from {run.details['l2_grid']} on the selection split")
+    return "; ".join(parts) or "defaults, not tuned (fixed budget, last epoch)"
+
+
+def bench(
+    data: str | os.PathLike | Dataset,
+    backbones: Sequence[str],
+    *,
+    config: BenchConfig = BenchConfig(),
+    results_file: str | os.PathLike | None = None,
+    recommendation: dict | None = None,
+    profiles: dict[str, dict] | None = None,
+    progress: bool = False,
+    command: str | None = None,
+) -> BenchResult:
+    """Train every strategy on every backbone and seed, and decide which is worth it.
+
+    Each finished run is appended to ``results_file`` at once; calling again with the same
+    file skips the runs whose key is already there (finished, not failed). A run that raises
+    is recorded as failed and the others go on; Ctrl-C stops at once, losing only the run in
+    progress.
+
+    Args:
+        data: A data folder or a scanned :class:`~advisor.data.Dataset`.
+        backbones: Backbone registry names.
+        config: Strategies, budget, image size, seeds, device, tuning, margin.
+        results_file: JSON-lines file of finished runs (resume); ``None`` keeps nothing.
+        recommendation: ``advisor recommend``'s recommendation dict, to check against.
+        profiles: Backbone -> profile dict with ``"transferability"``, for the rank correlation.
+        progress: Progress bars on stderr.
+        command: The command line to record for reproduction; by default a Python call.
+
+    Returns:
+        The :class:`BenchResult`.
+
+    Raises:
+        KeyboardInterrupt: Re-raised after the finished runs are safely on disk.
+
+    Example:
+        >>> result = bench("data/flowers", ["resnet18"], results_file="runs.jsonl")  # doctest: +SKIP
+        >>> result.winner["verdict"], result.agreement  # doctest: +SKIP
+        ('freeze', None)
+    """
+    start = time.perf_counter()
+    if isinstance(backbones, str):
+        backbones = [backbones]
+    if not backbones:
+        raise ValueError("name at least one backbone")
+    dataset = data if isinstance(data, Dataset) else scan(data)
+    device = resolve_device(config.device)
+    precision = choose_precision(device)
+    specs = plan_runs(dataset, backbones, config, precision=precision.name)
+    previous = {r.key: r for r in read_results(results_file) if r.ok} if results_file is not None else {}
+    env = RunEnv(device=device, precision=precision, num_workers=config.num_workers,
+                 start_method=config.start_method, cache_dir=config.cache_dir, progress=progress)
+
+    trials: list[RunResult] = []
+    for spec in specs:
+        if spec.key in previous:
+            trials.append(previous[spec.key])
+            continue
+        try:
+            run = train_run(spec, env)
+        except Exception as err:  # noqa: BLE001 - one bad run must not cost the others
+            run = failed_run(spec, err)
+            if progress:
+                print(f"advisor bench: {spec.backbone} {spec.strategy} seed {spec.seed} failed: "
+                      f"{(run.error or '').splitlines()[0]}", file=sys.stderr)
+        trials.append(run)
+        if results_file is not None:
+            append_result(results_file, run)
+
+    runs = select_trials(trials)
+    factors = TUNE_FACTORS if config.tune else (1.0,)
+    runs = [replace(r, recipe={**r.recipe, "selection": _selection_text(r, factors)}) if r.ok else r
+            for r in runs]
+    header_sample = stratified_sample(dataset.samples, per_class=20, total=400, seed=0)
+    summary_ds = summarize_dataset(dataset, header_sample, extra_skipped=env.failures.values())
+    first = make_splits(dataset, config, config.seeds[0])
+    winner = verdict(runs, margin=config.margin)
+    agrees, note = agreement(recommendation, winner, runs)
+    budget = ("auto: until the selection accuracy stops improving (patience "
+              f"{config.patience} epochs, at least {100 * config.min_delta:g} points), at most "
+              + (f"{config.max_epochs}" if config.max_epochs else
+                 ", ".join(f"{MAX_EPOCHS[s]} ({s})" for s in config.strategies if s in MAX_EPOCHS))
+              + " epochs; the best epoch is evaluated"
+              if config.early_stopping else f"fixed: {config.epochs} epochs, the last one is evaluated")
+    protocol = {
+        "split": first.names, "selected_on": first.names.get("select"), "reported_on": first.names["report"],
+        "n_fit": len(first.fit), "n_select": len(first.select), "n_report": len(first.report),
+        "epochs": config.epochs, "budget": budget,
+        "image_sizes": {name: int(config.image_size or backbone_info(name).image_size) for name in backbones},
+        "batch_size": config.batch_size, "seeds": list(config.seeds), "margin": config.margin, "tune": config.tune,
+        "lr_factors": list(factors),
+        "weights": config.weights or "random (pretrained strategies too: a smoke run, not a verdict)",
+        "strategies": list(config.strategies), "max_per_class": config.max_per_class,
+        "device": str(device), "precision": precision.name,
+        "accuracy": ("top-1 on the reported split, of the weights the selection split chose"
+                     if first.select else "top-1 on the reported split after the last epoch"),
+        "memory_cache": {f"{k[0]}px {k[1]}": s.enabled for k, s in env.stores.items()},
+    }
+    protocol["image_size"] = protocol["image_sizes"][backbones[0]]
+    if command is None:
+        command = (f"advisor.bench.bench({os.fspath(dataset.root)!r}, {list(backbones)!r}, "
+                   f"config=BenchConfig(**{config.to_dict()!r}), results_file={results_file!r})")
+    return BenchResult(
+        dataset=summary_ds.to_dict(),
+        protocol=protocol,
+        runs=tuple(runs),
+        summary=tuple(summarize_runs(runs)),
+        winner=winner,
+        recommendation=recommendation,
+        agreement=agrees,
+        agreement_note=note,
+        rank_correlation=rank_correlation(runs, profiles),
+        trials=tuple(trials) if config.tune else (),
+        reproduction={
+            "versions": versions(), "device": str(device), "seed": config.seeds[0],
+            "options": {**config.to_dict(), "backbones": list(backbones),
+                        "results_file": None if results_file is None else os.fspath(results_file)},
+            "seconds": time.perf_counter() - start, "command": command,
+        },
+    )
