@@ -172,7 +172,7 @@ def _print_recommendation(result: dict[str, Any], html: Path) -> None:
     axes = rec["axes"]
     ds = result["dataset"]
     click.echo(f"\n{ds['path']}: {ds['n_images']} images, {ds['n_classes']} classes"
-               + (f", {len(ds['skipped'])} files skipped" if ds["skipped"] else ""))
+               + (f", {ds.get('skipped_total') or len(ds['skipped'])} files skipped" if ds["skipped"] else ""))
     click.secho(f"\n  {_STRATEGY_TEXT[rec['strategy']]}", bold=True)
     click.echo(f"  case: {rec['case']}; backbone: {rec['backbone']}; confidence {rec['confidence']:.2f}")
     best = next(b for b in result["backbones"] if b["name"] == rec["backbone"])

@@ -18,6 +18,12 @@ Two layouts are recognised::
 which turn a file that fails to decode into a :class:`LoadFailure` instead of an
 exception, so one bad JPEG never stops a pass over 100k images.
 
+Names are kept as the file system gives them, bytes that are not valid UTF-8 included:
+a class is its folder's raw name. :func:`display_name` turns any name into escaped,
+valid UTF-8 text for messages and reports, and :func:`summarize_skipped` caps a long
+skipped list. Symlinks are followed, also out of the data folder, within the bounds
+:data:`MAX_DEPTH`, :data:`MAX_ENTRIES` and :data:`NO_IMAGE_LIMIT` (see :func:`scan`).
+
 Example:
     >>> ds = scan("photos")                               # doctest: +SKIP
     >>> train, val = stratified_split(ds, val_fraction=0.2, seed=0)  # doctest: +SKIP
@@ -28,10 +34,13 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import itertools
 import json
 import math
 import os
+import re
 import stat
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -44,6 +53,10 @@ from sklearn.model_selection import train_test_split
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "IMAGE_EXTENSIONS",
+    "MAX_DEPTH",
+    "MAX_ENTRIES",
+    "NO_IMAGE_LIMIT",
+    "SKIPPED_LIMIT",
     "Dataset",
     "DatasetError",
     "ImageFolder",
@@ -52,12 +65,15 @@ __all__ = [
     "Sample",
     "Skipped",
     "collate_skipping",
+    "display_name",
     "find_images",
     "load_image",
+    "parse_display_name",
     "read_header",
     "scan",
     "stratified_sample",
     "stratified_split",
+    "summarize_skipped",
 ]
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
@@ -67,6 +83,19 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
 # 64 MP is bigger than any camera photo a user would profile, yet an RGB decode of it
 # (about 190 MB) is still survivable; past it we assume a decompression bomb.
 DEFAULT_MAX_PIXELS: int = 64_000_000
+
+# Bounds of one listing, so that a symlink to "/" or to a huge tree costs seconds, not hours.
+#: Deepest folder level walked below the data folder. Real datasets nest a few levels;
+#: a chain of links or a mirrored file system is what goes deeper.
+MAX_DEPTH: int = 32
+#: Most directory entries one listing reads: ImageNet-1k's 1.28M training images fit about
+#: four times over.
+MAX_ENTRIES: int = 5_000_000
+#: Files inside class folders after which a listing that found no usable image gives up:
+#: a wrong folder (a home directory, a folder of CSVs) is reported in a second.
+NO_IMAGE_LIMIT: int = 10_000
+#: Skipped entries listed in a report's JSON; the total and counts per reason cover all.
+SKIPPED_LIMIT: int = 200
 
 # Names that operating systems and archivers leave behind; never user data.
 _JUNK_NAMES = frozenset({"__macosx", "thumbs.db", "desktop.ini"})
@@ -96,7 +125,8 @@ class ImageLoadError(Exception):
     def __init__(self, path: str | os.PathLike, reason: str) -> None:
         self.path = os.fspath(path)
         self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
+        shown = os.fsdecode(self.path) if isinstance(self.path, bytes) else self.path
+        super().__init__(f"{display_name(shown)}: {display_name(reason)}")
 
     def __reduce__(self):  # keeps the two-argument constructor picklable across workers
         return (type(self), (self.path, self.reason))
@@ -295,15 +325,172 @@ class Dataset:
         )
 
 
-# --------------------------------------------------------------------------- scanning
+# --------------------------------------------------------------------------- names
+
+_SHORT_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_SHORT_UNESCAPES = {"\\": "\\", "n": "\n", "r": "\r", "t": "\t"}
+_ESCAPE_RE = re.compile(r"\\(?:x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|[\\nrt])")
+
+
+def _escape_char(ch: str) -> str:
+    short = _SHORT_ESCAPES.get(ch)
+    if short:
+        return short
+    code = ord(ch)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that is not valid in the file-system encoding
+        return f"\\x{code - 0xDC00:02x}"
+    if code < 0x80:  # other ASCII controls; \x80..\xff stay reserved for raw bytes
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+def display_name(name: str) -> str:
+    r"""A file name or path as printable text that still says exactly which name it was.
+
+    Paths on disk and class identity always use the raw name; this is only for what
+    people read and for files that must be valid UTF-8 (JSON, HTML, messages). Bytes
+    that are not valid in the file-system encoding (Python holds them as lone
+    surrogates) become ``\xff``; characters that :meth:`str.isprintable` rejects
+    (controls, bidi overrides, zero-width and unassigned characters, other lone
+    surrogates) become ``\n``, ``\t``, ``\r``, ``\x07``, ``\u202e`` or ``\U000e0001``;
+    a backslash becomes ``\\``. ``\xNN`` above ``\x7f`` always means a raw byte, so
+    the mapping is one-to-one: two names never display alike, and
+    :func:`parse_display_name` gives the raw name back.
+
+    Args:
+        name: A name or path as Python holds it (``os.fsdecode`` of the bytes).
+
+    Returns:
+        The same text where nothing needed escaping.
+
+    Example:
+        >>> print(display_name(os.fsdecode(b"caf\xe9\n.jpg")))
+        caf\xe9\n.jpg
+        >>> print(display_name("日本 <b>\\x.png"))
+        日本 <b>\\x.png
+    """
+    if name.isprintable() and "\\" not in name:
+        return name
+    return "".join(ch if ch.isprintable() and ch != "\\" else _escape_char(ch) for ch in name)
+
+
+def _unescape(match: re.Match) -> str:
+    text = match.group(0)
+    kind = text[1]
+    if kind in _SHORT_UNESCAPES:
+        return _SHORT_UNESCAPES[kind]
+    code = int(text[2:], 16)
+    return chr(0xDC00 + code) if kind == "x" and code >= 0x80 else chr(code)
+
+
+def parse_display_name(text: str) -> str:
+    r"""The raw name behind a :func:`display_name`: ``parse_display_name(display_name(s)) == s``.
+
+    A backslash that starts no escape is kept as it is, so text that was never escaped
+    (an old report, a hand-written path) mostly comes back unchanged.
+
+    Example:
+        >>> parse_display_name(r"caf\xe9\n.jpg") == os.fsdecode(b"caf\xe9\n.jpg")
+        True
+    """
+    return _ESCAPE_RE.sub(_unescape, text) if "\\" in text else text
 
 
 def _q(path: str | os.PathLike) -> str:
-    """Quote a path for a one-line message (a newline in a file name must not split it)."""
+    """Quote a path for a one-line message that any terminal can print."""
     text = os.fspath(path)
     if isinstance(text, bytes):
         text = os.fsdecode(text)
-    return "'" + text.replace("\n", "\\n").replace("\r", "\\r") + "'"
+    return "'" + display_name(text) + "'"
+
+
+# --------------------------------------------------------------------------- skipped files
+
+
+def summarize_skipped(
+    skipped: Iterable[Skipped], *, limit: int = SKIPPED_LIMIT, max_reasons: int = 50
+) -> dict[str, Any]:
+    """A bounded view of a skipped list for reports: the total, counts per reason, a few entries.
+
+    A folder of 100,000 stray files still gives a readable report and a small JSON file.
+    A path listed twice counts once, with its first reason. ``shown`` holds the first
+    ``limit`` entries in the given order, except that every reason gets at least one
+    entry while ``limit`` allows, so one truncated JPEG is not hidden behind thousands
+    of text files. Paths and reasons are copied as given: pass them through
+    :func:`display_name` first when the result goes into JSON or HTML.
+
+    Args:
+        skipped: Records, e.g. :attr:`Dataset.skipped`.
+        limit: Most entries in ``shown``.
+        max_reasons: Most keys in ``by_reason``; the rarer reasons are added up
+            under ``"(other reasons)"``.
+
+    Returns:
+        ``{"total": int, "by_reason": {reason: count}, "shown": [{"path", "reason"}]}``,
+        ``by_reason`` most common first.
+
+    Example:
+        >>> junk = [Skipped(f"/d/a/{i}.txt", "not an image (.txt)") for i in range(1000)]
+        >>> out = summarize_skipped(junk + [Skipped("/d/b/x.jpg", "zero-byte file")], limit=3)
+        >>> out["total"], out["by_reason"], [s["path"] for s in out["shown"]]
+        (1001, {'not an image (.txt)': 1000, 'zero-byte file': 1}, ['/d/a/0.txt', '/d/a/1.txt', '/d/b/x.jpg'])
+    """
+    first: dict[str, Skipped] = {}
+    for item in skipped:
+        first.setdefault(item.path, item)
+    unique = list(first.values())
+    counts = Counter(item.reason for item in unique)
+
+    picked: list[int] = []
+    reasons_seen: set[str] = set()
+    for i, item in enumerate(unique):
+        if len(picked) >= limit:
+            break
+        if item.reason not in reasons_seen:
+            reasons_seen.add(item.reason)
+            picked.append(i)
+    chosen = set(picked)
+    for i in range(len(unique)):
+        if len(chosen) >= limit:
+            break
+        chosen.add(i)
+
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    by_reason = dict(ranked[:max_reasons])
+    if len(ranked) > max_reasons:
+        by_reason["(other reasons)"] = sum(n for _, n in ranked[max_reasons:])
+    return {
+        "total": len(unique),
+        "by_reason": by_reason,
+        "shown": [{"path": unique[i].path, "reason": unique[i].reason} for i in sorted(chosen)],
+    }
+
+
+# --------------------------------------------------------------------------- scanning
+
+
+_Key = tuple[int, int]  # (st_dev, st_ino): a folder's identity, whatever path reaches it
+
+
+def _key(st: os.stat_result) -> _Key:
+    return (st.st_dev, st.st_ino)
+
+
+def _keys_above(path: str) -> set[_Key]:
+    """Identities of every folder that holds ``path``, through its given and its real path."""
+    keys: set[_Key] = set()
+    for start in {os.path.abspath(path), os.path.realpath(path)}:
+        current = start
+        while True:
+            parent = os.path.dirname(current)
+            if parent == current:
+                break
+            current = parent
+            try:
+                keys.add(_key(os.stat(current)))
+            except OSError:
+                pass  # an unreadable parent cannot be walked into either
+    return keys
 
 
 def _ignored_name(entry: os.DirEntry) -> str | None:
@@ -342,21 +529,15 @@ def _stat_entry(entry: os.DirEntry) -> os.stat_result | str:
         return _os_reason(err, is_link)
 
 
-def _list_dir(path: str, skipped: list[Skipped]) -> list[os.DirEntry]:
-    """Entries of ``path`` sorted by name; an unreadable folder is recorded, not raised."""
-    try:
-        with os.scandir(path) as it:
-            return sorted(it, key=lambda e: e.name)
-    except OSError as err:
-        skipped.append(Skipped(path, _os_reason(err, os.path.islink(path))))
-        return []
+def _extension(name: str) -> str:
+    return os.path.splitext(name)[1].lower()
 
 
 def _image_reason(path: str, name: str, st: os.stat_result) -> str | None:
     """Why a stat-ed directory entry is not a usable image file, or ``None``."""
     if not stat.S_ISREG(st.st_mode):
         return "not a regular file"
-    ext = os.path.splitext(name)[1].lower()
+    ext = _extension(name)
     if ext not in IMAGE_EXTENSIONS:
         return f"not an image ({ext})" if ext else "not an image (no extension)"
     if st.st_size == 0:
@@ -367,98 +548,155 @@ def _image_reason(path: str, name: str, st: os.stat_result) -> str | None:
     return None
 
 
-def _entries(folder: str, skipped: list[Skipped]) -> Iterator[tuple[os.DirEntry, os.stat_result]]:
-    """Entries of ``folder`` with their stat; hidden, system and unreadable ones go to ``skipped``."""
-    for entry in _list_dir(folder, skipped):
-        why = _ignored_name(entry)
-        if why:
-            skipped.append(Skipped(entry.path, why))
-            continue
-        st = _stat_entry(entry)
-        if isinstance(st, str):
-            skipped.append(Skipped(entry.path, st))
-            continue
-        yield entry, st
+class _Walk:
+    """One listing of a data folder: the skipped records, the folders seen, the work done.
 
+    Symlinks to files and folders are followed wherever they point, within bounds:
 
-def _walk_class(
-    top: str,
-    ancestors: frozenset[tuple[int, int]],
-    visited: set[tuple[int, int]],
-    skipped: list[Skipped],
-) -> list[str]:
-    """Image files under ``top`` (recursive, sorted, directory symlinks followed).
+    - a folder is walked once, however many links lead to it (identity by
+      ``(st_dev, st_ino)``); a link to the folder it sits in, or to any folder above it
+      up to the data folder, is a loop; a link to a folder that holds the data folder
+      (``/``, the home folder...) is not followed either, since it leads back in;
+    - folders deeper than ``max_depth`` levels below the data folder are not walked;
+    - at most ``max_entries`` directory entries are read in all; what is left is listed
+      as not walked;
+    - after ``no_image_limit`` files inside class folders without one usable image,
+      the listing stops with a :class:`DatasetError` that says what it found instead.
 
-    Folders are identified by (st_dev, st_ino). ``ancestors`` holds those of ``top``
-    and the folders above it (root, split): a link back to one is a loop. ``visited``
-    holds every folder walked so far in this scan: a second link to one is reported
-    rather than listing its images twice.
+    Each of these leaves a :class:`Skipped` record with its reason.
     """
-    found: list[str] = []
-    # Iterative so that a very deep tree cannot hit Python's recursion limit.
-    stack: list[tuple[str, frozenset[tuple[int, int]]]] = [(top, ancestors)]
-    while stack:
-        folder, ancestors = stack.pop()
-        subfolders: list[tuple[str, frozenset[tuple[int, int]]]] = []
-        for entry, st in _entries(folder, skipped):
-            if stat.S_ISDIR(st.st_mode):
-                key = (st.st_dev, st.st_ino)
-                if key in ancestors:
-                    skipped.append(Skipped(entry.path, "symlink loop"))
-                elif key in visited:
-                    skipped.append(Skipped(entry.path, "folder already listed (linked twice)"))
-                else:
-                    visited.add(key)
-                    subfolders.append((entry.path, ancestors | {key}))
-                continue
-            why = _image_reason(entry.path, entry.name, st)
+
+    def __init__(
+        self, root: str, root_st: os.stat_result, shown: str, *,
+        max_depth: int, max_entries: int, no_image_limit: int,
+    ) -> None:
+        self.shown = shown
+        self.max_depth = max_depth
+        self.max_entries = max_entries
+        self.no_image_limit = no_image_limit
+        self.skipped: list[Skipped] = []
+        self.root_key = _key(root_st)
+        self.visited: set[_Key] = {self.root_key}
+        self.above = _keys_above(root) - {self.root_key}
+        self.n_entries = 0
+        self.n_files = 0  # files met inside class folders
+        self.n_images = 0
+        self.extensions: Counter[str] = Counter()
+        self.full = False  # max_entries reached
+
+    def skip(self, path: str, reason: str) -> None:
+        self.skipped.append(Skipped(path, reason))
+
+    def _stop_reason(self, partly: bool) -> str:
+        what = "listed in part" if partly else "not walked"
+        return f"{what}: the walk stops after {self.max_entries:,} entries"
+
+    def list_dir(self, path: str) -> list[os.DirEntry]:
+        """Entries of ``path`` sorted by name; an unreadable folder is recorded, not raised."""
+        if self.full:
+            self.skip(path, self._stop_reason(partly=False))
+            return []
+        left = self.max_entries - self.n_entries
+        try:
+            with os.scandir(path) as it:
+                # One more than allowed tells a folder that fits from one that does not.
+                entries = list(itertools.islice(it, left + 1))
+        except OSError as err:
+            self.skip(path, _os_reason(err, os.path.islink(path)))
+            return []
+        if len(entries) > left:
+            entries = entries[:left]
+            self.full = True
+            self.skip(path, self._stop_reason(partly=True))
+        self.n_entries += len(entries)
+        return sorted(entries, key=lambda e: e.name)
+
+    def entries(self, folder: str) -> Iterator[tuple[os.DirEntry, os.stat_result]]:
+        """Entries of ``folder`` with their stat; hidden, system and unreadable ones are skipped."""
+        for entry in self.list_dir(folder):
+            why = _ignored_name(entry)
             if why:
-                skipped.append(Skipped(entry.path, why))
+                self.skip(entry.path, why)
+                continue
+            st = _stat_entry(entry)
+            if isinstance(st, str):
+                self.skip(entry.path, st)
+                continue
+            yield entry, st
+
+    def folder_reason(self, key: _Key, ancestors: frozenset[_Key], depth: int) -> str | None:
+        """Why a folder met at ``depth`` is not walked, or ``None``: then it is marked as seen."""
+        if key in ancestors:
+            return "symlink loop"
+        if key in self.above:
+            return "symlink to a folder that holds the data folder (not followed)"
+        if key in self.visited:
+            return "folder already listed (linked twice)"
+        if depth > self.max_depth:
+            return f"too deep: more than {self.max_depth} folder levels below the data folder"
+        self.visited.add(key)
+        return None
+
+    def subfolders(self, folder: str, depth: int) -> tuple[list[tuple[str, str, _Key]], list[str]]:
+        """Sub-folders of ``folder`` (at ``depth``) as (name, path, key), and its other entries."""
+        folders, files = [], []
+        for entry, st in self.entries(folder):
+            if stat.S_ISDIR(st.st_mode):
+                key = _key(st)
+                why = self.folder_reason(key, frozenset({self.root_key}), depth)
+                if why:
+                    self.skip(entry.path, why)
+                else:
+                    folders.append((entry.name, entry.path, key))
             else:
-                found.append(entry.path)
-        stack.extend(reversed(subfolders))  # pop order = sorted order
-    return found
+                files.append(entry.path)
+        return folders, files
 
+    def images(self, top: str, ancestors: frozenset[_Key], depth: int) -> list[str]:
+        """Image files under ``top`` (at ``depth``), recursive, sorted, links followed.
 
-def find_images(root: str | os.PathLike) -> tuple[list[str], list[Skipped]]:
-    """Every usable image file under ``root`` whatever the layout (no classes needed).
+        ``ancestors`` holds the identities of ``top`` and the folders above it (root,
+        split): a link back to one of them is a loop.
+        """
+        found: list[str] = []
+        # Iterative so that a very deep tree cannot hit Python's recursion limit.
+        stack: list[tuple[str, frozenset[_Key], int]] = [(top, ancestors, depth)]
+        while stack:
+            folder, ancestors, depth = stack.pop()
+            subfolders: list[tuple[str, frozenset[_Key], int]] = []
+            for entry, st in self.entries(folder):
+                if stat.S_ISDIR(st.st_mode):
+                    key = _key(st)
+                    why = self.folder_reason(key, ancestors, depth + 1)
+                    if why:
+                        self.skip(entry.path, why)
+                    else:
+                        subfolders.append((entry.path, ancestors | {key}, depth + 1))
+                    continue
+                self.n_files += 1
+                self.extensions[_extension(entry.name) or "(no extension)"] += 1
+                why = _image_reason(entry.path, entry.name, st)
+                if why:
+                    self.skip(entry.path, why)
+                    if not self.n_images and self.n_files >= self.no_image_limit:
+                        self._give_up()
+                else:
+                    found.append(entry.path)
+                    self.n_images += 1
+            stack.extend(reversed(subfolders))  # pop order = sorted order
+        return found
 
-    The same listing checks as :func:`scan` (hidden, non-image, zero-byte, loops...).
-
-    Raises:
-        DatasetError: ``root`` is missing, not a folder, or holds no usable image.
-    """
-    shown = os.fspath(root)
-    path = os.path.abspath(shown)
-    st = _check_root(path, shown)
-    skipped: list[Skipped] = []
-    key = (st.st_dev, st.st_ino)
-    found = _walk_class(path, frozenset({key}), {key}, skipped)
-    if not found:
-        raise DatasetError(f"no usable image in {_q(shown)}: add .jpg/.png files to it")
-    return found, skipped
-
-
-def _subfolders(
-    folder: str, skipped: list[Skipped], visited: set[tuple[int, int]]
-) -> tuple[list[tuple[str, str, tuple[int, int]]], list[str]]:
-    """Non-hidden sub-folders of ``folder`` as (name, path, (st_dev, st_ino)), and its files.
-
-    Hidden, unreadable and already-listed entries are recorded in ``skipped``; the
-    caller decides what the returned files mean at its level.
-    """
-    folders, files = [], []
-    for entry, st in _entries(folder, skipped):
-        if stat.S_ISDIR(st.st_mode):
-            key = (st.st_dev, st.st_ino)
-            if key in visited:
-                skipped.append(Skipped(entry.path, "folder already listed (linked twice)"))
-            else:
-                visited.add(key)
-                folders.append((entry.name, entry.path, key))
-        else:
-            files.append(entry.path)
-    return folders, files
+    def _give_up(self) -> None:
+        common = self.extensions.most_common()
+        kinds = ", ".join(f"{n:,} {display_name(ext)}" for ext, n in common[:5])
+        if len(common) > 5:
+            kinds += f", {len(common) - 5} other kinds"
+        example = self.skipped[-1]  # the file that reached the limit
+        raise DatasetError(
+            f"data folder {self.shown} has no usable image among the first {self.n_files:,} files "
+            f"walked ({kinds}; e.g. {_q(example.path)}: {display_name(example.reason)}): pass the "
+            f"folder that holds the images ({', '.join(sorted(IMAGE_EXTENSIONS))}), one sub-folder per class"
+        )
 
 
 def _check_root(root: str, shown: str) -> os.stat_result:
@@ -488,21 +726,76 @@ def _check_root(root: str, shown: str) -> os.stat_result:
         ) from None
 
 
-def scan(root: str | os.PathLike) -> Dataset:
+def _start(root: str | os.PathLike, **limits: int) -> tuple[str, str, _Walk]:
+    """The root as given (text), its absolute path, and a fresh walk over it."""
+    given = os.fspath(root)
+    if isinstance(given, bytes):
+        given = os.fsdecode(given)
+    shown = _q(given)
+    root_st = _check_root(given, shown)
+    abs_root = os.path.abspath(given)
+    return given, abs_root, _Walk(abs_root, root_st, shown, **limits)
+
+
+def find_images(
+    root: str | os.PathLike,
+    *,
+    max_depth: int = MAX_DEPTH,
+    max_entries: int = MAX_ENTRIES,
+    no_image_limit: int = NO_IMAGE_LIMIT,
+) -> tuple[list[str], list[Skipped]]:
+    """Every usable image file under ``root`` whatever the layout (no classes needed).
+
+    The same listing checks and bounds as :func:`scan` (hidden, non-image, zero-byte,
+    loops, depth, entries...).
+
+    Raises:
+        DatasetError: ``root`` is missing, not a folder, or holds no usable image.
+    """
+    given, abs_root, walk = _start(
+        root, max_depth=max_depth, max_entries=max_entries, no_image_limit=no_image_limit
+    )
+    found = walk.images(abs_root, frozenset({walk.root_key}), 0)
+    if not found:
+        raise DatasetError(f"no usable image in {walk.shown}: add .jpg/.png files to it")
+    return found, walk.skipped
+
+
+def scan(
+    root: str | os.PathLike,
+    *,
+    max_depth: int = MAX_DEPTH,
+    max_entries: int = MAX_ENTRIES,
+    no_image_limit: int = NO_IMAGE_LIMIT,
+) -> Dataset:
     """List the images of a data folder, without decoding any of them.
 
     One ``os.scandir`` per folder and one ``stat`` per file, so 100k files list in
     about a second. Problems with single files never raise: they end up in
     :attr:`Dataset.skipped`. Classes are the sorted names of the class folders that
-    hold at least one usable image; labels index that order.
+    hold at least one usable image; labels index that order. A class is its folder's
+    raw name (bytes that are not valid in the file-system encoding included); use
+    :func:`display_name` to show it.
 
     The layout is "split" when the root's sub-folders include ``train`` and at least
     one of ``val``/``valid``/``validation``/``test`` (case-insensitive); other
     sub-folders of such a root are skipped with a note. Otherwise it is "flat" and
     every sub-folder is a class.
 
+    Symlinks to files and folders are followed, also out of the data folder (datasets
+    often live on shared storage), within bounds that keep a link to ``/`` or to a
+    huge tree harmless: loops and links to a folder holding the data folder are not
+    followed, a folder is walked once however many links reach it, and the walk
+    stops at ``max_depth`` levels and ``max_entries`` entries. Each of these leaves
+    a :class:`Skipped` record that says so.
+
     Args:
         root: The data folder.
+        max_depth: Deepest folder level walked below ``root`` (class folders are
+            level 1, or 2 under a split folder).
+        max_entries: Most directory entries read in all.
+        no_image_limit: Files inside class folders after which a walk that has not
+            found one usable image stops with a :class:`DatasetError`.
 
     Returns:
         The :class:`Dataset`, samples sorted by split, class and path.
@@ -516,48 +809,45 @@ def scan(root: str | os.PathLike) -> Dataset:
         >>> ds.classes, ds.class_counts()  # doctest: +SKIP
         (('cat', 'dog'), {'cat': 120, 'dog': 95})
     """
-    given = os.fspath(root)
-    if isinstance(given, bytes):
-        given = os.fsdecode(given)
-    shown = _q(given)
-    root_st = _check_root(given, shown)
-    abs_root = os.path.abspath(given)
-
-    skipped: list[Skipped] = []
-    root_key = (root_st.st_dev, root_st.st_ino)
-    visited = {root_key}
-    top, top_files = _subfolders(abs_root, skipped, visited)
+    given, abs_root, walk = _start(
+        root, max_depth=max_depth, max_entries=max_entries, no_image_limit=no_image_limit
+    )
+    shown = walk.shown
+    top, top_files = walk.subfolders(abs_root, 1)
     top_names = {name.lower() for name, _, _ in top}
     is_split = "train" in top_names and bool(top_names & {"val", "valid", "validation", "test"})
 
-    # (split, class name, class folder, keys of it and the folders above it);
+    # (split, class name, class folder, keys of it and the folders above it, depth);
     # several splits may hold one class.
-    folders: list[tuple[str, str, str, frozenset[tuple[int, int]]]] = []
+    folders: list[tuple[str, str, str, frozenset[_Key], int]] = []
     if is_split:
-        skipped.extend(Skipped(p, "not inside a split folder") for p in top_files)
+        for p in top_files:
+            walk.skip(p, "not inside a split folder")
         seen_split: dict[str, str] = {}
         for name, path, key in top:
             split = _SPLIT_ALIASES.get(name.lower())
             if split is None:
-                skipped.append(Skipped(path, "not a split folder (expected train/val/test)"))
-                visited.discard(key)  # not walked, so a link into it elsewhere is still fine
+                walk.skip(path, "not a split folder (expected train/val/test)")
+                walk.visited.discard(key)  # not walked, so a link into it elsewhere is still fine
                 continue
             if split in seen_split:
                 raise DatasetError(
                     f"data folder {shown} has two folders for the {split} split "
-                    f"({seen_split[split]!r} and {name!r}): merge or rename one of them"
+                    f"({_q(seen_split[split])} and {_q(name)}): merge or rename one of them"
                 )
             seen_split[split] = name
-            class_dirs, stray = _subfolders(path, skipped, visited)
-            skipped.extend(Skipped(p, "not inside a class folder") for p in stray)
+            class_dirs, stray = walk.subfolders(path, 2)
+            for p in stray:
+                walk.skip(p, "not inside a class folder")
             folders.extend(
-                (split, cname, cpath, frozenset({root_key, key, ckey}))
+                (split, cname, cpath, frozenset({walk.root_key, key, ckey}), 2)
                 for cname, cpath, ckey in class_dirs
             )
     else:
-        skipped.extend(Skipped(p, "not inside a class folder") for p in top_files)
+        for p in top_files:
+            walk.skip(p, "not inside a class folder")
         folders.extend(
-            ("all", cname, cpath, frozenset({root_key, ckey})) for cname, cpath, ckey in top
+            ("all", cname, cpath, frozenset({walk.root_key, ckey}), 1) for cname, cpath, ckey in top
         )
 
     if not folders:
@@ -570,25 +860,26 @@ def scan(root: str | os.PathLike) -> Dataset:
 
     found_files: list[tuple[str, str, str]] = []  # (split, class, path)
     all_class_names: set[str] = set()
-    for split, cname, cpath, ancestors in folders:
+    for split, cname, cpath, ancestors, depth in folders:
         all_class_names.add(cname)
-        for path in _walk_class(cpath, ancestors, visited, skipped):
+        for path in walk.images(cpath, ancestors, depth):
             found_files.append((split, cname, path))
 
+    skipped = walk.skipped
     classes = tuple(sorted({cname for _, cname, _ in found_files}))
     empty = tuple(sorted(all_class_names - set(classes)))
     if not found_files:
         hint = ""
         if skipped:
             first = skipped[0]
-            hint = f" ({len(skipped)} file(s) skipped, e.g. {_q(first.path)}: {first.reason})"
+            hint = f" ({len(skipped)} file(s) skipped, e.g. {_q(first.path)}: {display_name(first.reason)})"
         raise DatasetError(
             f"data folder {shown} has no usable images{hint}: add image files "
             f"({', '.join(sorted(IMAGE_EXTENSIONS))}) inside the class folders"
         )
     if len(classes) < 2:
         raise DatasetError(
-            f"data folder {shown} has images for only {len(classes)} class ({classes[0]!r}): "
+            f"data folder {shown} has images for only {len(classes)} class ({_q(classes[0])}): "
             "a classifier needs >= 2 classes; add one sub-folder of images per class"
         )
     if is_split and not any(split == "train" for split, _, _ in found_files):

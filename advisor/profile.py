@@ -48,9 +48,11 @@ from advisor.data import (
     Sample,
     Skipped,
     collate_skipping,
+    display_name,
     read_header,
     scan,
     stratified_sample,
+    summarize_skipped,
 )
 from advisor.runtime import Precision, choose_precision, default_workers, resolve_device
 from advisor.utils import atomic_writer, cache_root, progress_bar
@@ -160,7 +162,8 @@ class DatasetSummary:
         splits: Per split, images per class (empty for a flat layout).
         per_class: min / median / max images per class.
         imbalance_ratio: Largest class over smallest class.
-        skipped: Files left out, each ``{"path", "reason"}``.
+        skipped: Files left out, each ``{"path", "reason"}`` (capped: the first ones, every
+            reason at least once).
         empty_classes: Class folders without a usable image.
         image_stats: From the headers of ``n_sampled`` sampled images: width/height
             min/median/max, modes, formats.
@@ -181,6 +184,8 @@ class DatasetSummary:
     image_stats: dict[str, Any]
     fingerprint: str
     thumbnails: dict[str, list[str]] = field(default_factory=dict)
+    skipped_total: int = 0
+    skipped_by_reason: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -198,7 +203,12 @@ class DatasetSummary:
 
 def summarize_dataset(dataset: Dataset, sample: Sequence[Sample], *, thumbnails: int = 6,
                       extra_skipped: Iterable[Skipped] = ()) -> DatasetSummary:
-    """Counts from the listing plus header facts (size, mode, format) of ``sample``."""
+    """Counts from the listing plus header facts (size, mode, format) of ``sample``.
+
+    Every name and path goes through :func:`~advisor.data.display_name`, so the summary is
+    valid UTF-8 text whatever bytes the file names hold (names stay one-to-one, so classes
+    stay distinct). ``skipped`` is capped by :func:`~advisor.data.summarize_skipped`.
+    """
     counts = dataset.class_counts()
     nonzero = [c for c in counts.values() if c > 0]
     widths, heights, modes, formats = [], [], {}, {}
@@ -215,28 +225,29 @@ def summarize_dataset(dataset: Dataset, sample: Sequence[Sample], *, thumbnails:
         formats[fmt] = formats.get(fmt, 0) + 1
     splits = {}
     if dataset.layout == "split":
-        splits = {name: dataset.class_counts(name) for name in dataset.splits}
+        splits = {
+            name: {display_name(c): n for c, n in dataset.class_counts(name).items()}
+            for name in dataset.splits
+        }
     thumbs: dict[str, list[str]] = {}
     for s in sample:
-        cls = dataset.classes[s.label]
+        cls = display_name(dataset.classes[s.label])
         if len(thumbs.setdefault(cls, [])) < thumbnails:
-            thumbs[cls].append(s.path)
-    seen, unique = set(), []
-    for sk in skipped:
-        if sk.path not in seen:
-            seen.add(sk.path)
-            unique.append({"path": sk.path, "reason": sk.reason})
+            thumbs[cls].append(display_name(s.path))
+    listing = summarize_skipped(Skipped(display_name(s.path), display_name(s.reason)) for s in skipped)
     return DatasetSummary(
-        path=dataset.root,
+        path=display_name(dataset.root),
         layout=dataset.layout,
         n_images=len(dataset.samples),
         n_classes=len(dataset.classes),
-        class_counts=counts,
+        class_counts={display_name(c): n for c, n in counts.items()},
         splits=splits,
         per_class=_stats(nonzero),
         imbalance_ratio=float(max(nonzero) / min(nonzero)) if nonzero else float("nan"),
-        skipped=tuple(unique),
-        empty_classes=tuple(dataset.empty_classes),
+        skipped=tuple(listing["shown"]),
+        skipped_total=int(listing["total"]),
+        skipped_by_reason=dict(listing["by_reason"]),
+        empty_classes=tuple(display_name(c) for c in dataset.empty_classes),
         image_stats={
             "n_sampled": len(widths),
             "width": _stats(widths),
@@ -362,8 +373,8 @@ def _cache_key(backbone: Backbone, samples: Sequence[Sample], image_size: int, f
         "image_size": image_size, "dataset": fingerprint, "bn": collect_bn, "precision": precision,
         "preprocessing": backbone.preprocessing.to_dict(),
     }, sort_keys=True).encode())
-    for s in samples:
-        h.update(f"{s.path}\0{s.label}\n".encode())
+    for s in samples:  # fsencode: a name need not be valid UTF-8
+        h.update(os.fsencode(s.path) + f"\0{s.label}\n".encode())
     return f"{backbone.name}-{backbone.weights}-{image_size}-{precision}-{h.hexdigest()[:20]}"
 
 

@@ -813,21 +813,23 @@ def _cost_png(runs: list[Mapping[str, Any]], summary: list[Mapping[str, Any]]) -
 
 
 def _thumbnails(dataset: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Per class, up to six 96 px JPEG thumbnails as data URIs; images that fail to load are skipped."""
+    """Per class, up to six 96 px JPEG thumbnails as data URIs; images that fail to load are skipped.
+
+    The JSON holds paths as :func:`~advisor.data.display_name` text; the file is opened under its
+    raw name (:func:`~advisor.data.parse_display_name`), or as written when only that exists.
+    """
     from PIL import ImageOps
 
-    from advisor.data import ImageLoadError, load_image
+    from advisor.data import ImageLoadError, display_name, load_image, parse_display_name
 
-    root = Path(str(dataset.get("path") or "."))
+    root = Path(parse_display_name(str(dataset.get("path") or ".")))
     groups = []
     for cls, paths in list(_mapping(dataset.get("thumbnails")).items())[:THUMB_CLASSES]:
         if isinstance(paths, str) or not isinstance(paths, Sequence):
             continue
         images = []
         for raw in paths[:THUMBS_PER_CLASS]:
-            path = Path(str(raw))
-            if not path.is_absolute() and not path.exists():
-                path = root / path
+            path = _thumbnail_path(str(raw), root)
             try:
                 image = load_image(path, draft_size=(2 * THUMB_PX, 2 * THUMB_PX))
                 thumb = ImageOps.fit(image.convert("RGB"), (THUMB_PX, THUMB_PX))
@@ -836,9 +838,22 @@ def _thumbnails(dataset: Mapping[str, Any]) -> list[dict[str, Any]]:
             buf = io.BytesIO()
             thumb.save(buf, format="JPEG", quality=82)
             uri = "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-            images.append({"uri": uri, "name": path.name})
+            images.append({"uri": uri, "name": display_name(path.name)})
         groups.append({"cls": str(cls), "images": images, "n_failed": min(len(paths), THUMBS_PER_CLASS) - len(images)})
     return groups
+
+
+def _thumbnail_path(text: str, root: Path) -> Path:
+    """The file behind a thumbnail entry: its raw name, else the text as written; relative to ``root``."""
+    from advisor.data import parse_display_name
+
+    for candidate in dict.fromkeys((parse_display_name(text), text)):
+        path = Path(candidate)
+        if not path.is_absolute() and not path.exists():
+            path = root / path
+        if path.exists():
+            return path
+    return Path(parse_display_name(text))
 
 
 # --------------------------------------------------------------------------- page contexts
@@ -857,7 +872,7 @@ def _dataset_view(dataset: Mapping[str, Any], *, thumbnails: bool) -> dict[str, 
         {"name": axis, **{k: _mapping(stats.get(axis)).get(k) for k in ("min", "median", "max")}}
         for axis in ("width", "height") if _mapping(stats.get(axis))
     ]
-    skipped = [{"path": s.get("path"), "reason": s.get("reason")} for s in _records(dataset.get("skipped"))]
+    skipped = _skipped_view(dataset)
     return {
         "path": dataset.get("path"),
         "layout": dataset.get("layout"),
@@ -874,8 +889,32 @@ def _dataset_view(dataset: Mapping[str, Any], *, thumbnails: bool) -> dict[str, 
         "modes": _tally(stats.get("modes")),
         "formats": _tally(stats.get("formats")),
         "thumbnails": _thumbnails(dataset) if thumbnails else [],
-        "skipped": skipped[:MAX_SKIPPED],
-        "skipped_more": max(0, len(skipped) - MAX_SKIPPED),
+        **skipped,
+    }
+
+
+def _skipped_view(dataset: Mapping[str, Any]) -> dict[str, Any]:
+    """The skipped-files section: at most ``MAX_SKIPPED`` rows, the total and counts per reason.
+
+    The JSON lists only the first entries (:func:`~advisor.data.summarize_skipped`); its
+    ``skipped_total`` and ``skipped_by_reason`` cover all of them. An older JSON without
+    them lists every entry, so the counts are taken from the list.
+    """
+    from advisor.data import Skipped, summarize_skipped
+
+    def text(x: Any) -> str:
+        return "" if x is None else str(x)
+
+    records = [Skipped(text(s.get("path")), text(s.get("reason"))) for s in _records(dataset.get("skipped"))]
+    listing = summarize_skipped(records, limit=MAX_SKIPPED)
+    total = dataset.get("skipped_total")
+    total = int(total) if _is_number(total) and total >= listing["total"] else listing["total"]
+    by_reason = {str(k): v for k, v in _mapping(dataset.get("skipped_by_reason")).items() if _is_number(v)}
+    return {
+        "skipped": listing["shown"],
+        "skipped_total": total,
+        "skipped_by_reason": list((by_reason or listing["by_reason"]).items()),
+        "skipped_more": max(0, total - len(listing["shown"])),
     }
 
 

@@ -17,6 +17,7 @@ from PIL import Image
 from advisor.data import (
     DEFAULT_MAX_PIXELS,
     IMAGE_EXTENSIONS,
+    MAX_DEPTH,
     Dataset,
     DatasetError,
     ImageFolder,
@@ -25,11 +26,15 @@ from advisor.data import (
     Sample,
     Skipped,
     collate_skipping,
+    display_name,
+    find_images,
     load_image,
+    parse_display_name,
     read_header,
     scan,
     stratified_sample,
     stratified_split,
+    summarize_skipped,
 )
 
 # --------------------------------------------------------------------------- helpers
@@ -227,9 +232,11 @@ def test_hidden_and_system_entries_skipped(tmp_path):
     (root / "b" / "desktop.ini").write_text("[x]")
     img(root / "__MACOSX" / "a" / "._000.png")
     img(root / ".git" / "x.png")
+    img(root / "..foo" / "x.png")  # starts with a dot: hidden, like any dot-folder
     ds = scan(root)
     assert ds.classes == ("a", "b") and len(ds.samples) == 2
     assert reasons(ds) == {
+        "..foo": "hidden folder",
         ".git": "hidden folder",
         "__MACOSX": "system folder",
         "a/.DS_Store": "hidden file",
@@ -309,6 +316,7 @@ def test_unreadable_subfolder_skipped(tmp_path, monkeypatch):
         ("café", "猫"),
         ("<script>alert(1)<\\script>", "<img src=x onerror=alert(1)>", "a&b \"q\" 'x'"),
         ("Café", "cafe\u0301"),  # NFC vs NFD spellings stay two distinct classes
+        ("   ", "-rf", "new\nline", "tab\there", "back\\slash", os.fsdecode(b"caf\xe9")),
     ],
 )
 def test_odd_class_names_preserved_exactly(tmp_path, names):
@@ -317,6 +325,9 @@ def test_odd_class_names_preserved_exactly(tmp_path, names):
     assert ds.classes == tuple(sorted(names))
     back = Dataset.from_dict(json.loads(json.dumps(ds.to_dict())))
     assert back.classes == ds.classes and back == ds
+    shown = [display_name(n) for n in ds.classes]
+    assert len(set(shown)) == len(names)  # distinct classes never display alike
+    assert all(s.encode("utf-8") for s in shown)
 
 
 @pytest.mark.parametrize("val_name", ["val", "valid", "validation", "Val"])
@@ -372,6 +383,191 @@ def test_split_layout_needs_train_images(tmp_path):
 def test_only_train_without_val_is_flat(tmp_path):
     root = make_flat(tmp_path / "d", {"train": 1, "other": 1})
     assert scan(root).layout == "flat"
+
+
+# --------------------------------------------------------------------------- names
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("cat", "cat"),
+        ("猫 café <b>&\"'", "猫 café <b>&\"'"),
+        ("   ", "   "),
+        (os.fsdecode(b"\xff\xfe.jpg"), r"\xff\xfe.jpg"),  # bytes invalid in UTF-8
+        ("new\nline\ttab\rcr\x07bell\x7f", r"new\nline\ttab\rcr\x07bell\x7f"),
+        ("back\\slash", r"back\\slash"),
+        (r"\xff", r"\\xff"),  # the four characters, not the byte
+        ("\x85", r"\u0085"),  # a C1 control: \x80..\xff are kept for raw bytes
+        ("\u202eevil", r"\u202eevil"),  # a bidi override would reverse what follows
+        ("\ud800", r"\ud800"),  # a lone surrogate that is no escaped byte
+        ("\U000e0001", r"\U000e0001"),
+    ],
+)
+def test_display_name_escapes_and_parses_back(raw, shown):
+    assert display_name(raw) == shown
+    assert parse_display_name(shown) == raw
+    assert shown.encode("utf-8")  # safe for the JSON and HTML writers
+
+
+def test_parse_display_name_keeps_stray_backslashes():
+    assert parse_display_name(r"C:\data\cat.png") == r"C:\data\cat.png"
+    assert parse_display_name(r"a\x4") == r"a\x4"
+
+
+def test_names_invalid_in_the_file_system_encoding_are_read(tmp_path):
+    root = os.path.join(os.fsencode(tmp_path), b"d")
+    for cls in (b"caf\xe9", b"plain"):
+        for name in (b"\xff\xfe.png", b"ok.png"):
+            img(Path(os.fsdecode(os.path.join(root, cls, name))))
+    ds = scan(root)  # a bytes root works too
+    assert ds.classes == (os.fsdecode(b"caf\xe9"), "plain")
+    assert ds.class_counts() == {os.fsdecode(b"caf\xe9"): 2, "plain": 2} and ds.skipped == ()
+    assert load_image(ds.samples[0].path).size == (8, 8)
+    assert [display_name(c) for c in ds.classes] == [r"caf\xe9", "plain"]
+    assert Dataset.from_dict(json.loads(json.dumps(ds.to_dict()))) == ds
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["-rf.png", "--help.png", "new\nline.png", "tab\t.png", " .png", "a" * 251 + ".png",
+     "<img src=x onerror=alert(1)>.png", "\u202egnp.exe.png", "猫.png"],
+)
+def test_odd_file_names_are_read(tmp_path, name):
+    root = make_flat(tmp_path / "d", {"a": 1, "b": 1})
+    img(root / "a" / name)
+    ds = scan(root)
+    assert str(root / "a" / name) in ds.paths and ds.skipped == ()
+
+
+def test_paths_longer_than_the_system_allows_are_skipped(tmp_path, monkeypatch):
+    root = make_flat(tmp_path / "d", {"a": 1, "b": 1})
+    monkeypatch.chdir(root / "a")
+    for _ in range(18):  # 18 x 256 bytes: past Linux's 4096-byte PATH_MAX
+        os.mkdir("x" * 255)
+        os.chdir("x" * 255)
+    img(Path("deep.png"))
+    ds = scan(root)
+    assert ds.class_counts() == {"a": 1, "b": 1}
+    assert [s.reason for s in ds.skipped] == ["unreadable: File name too long"]
+
+
+def test_reasons_keep_raw_text_until_displayed(tmp_path):
+    root = make_flat(tmp_path / "d", {"a": 1, "b": 1})
+    odd = Path(os.fsdecode(os.path.join(os.fsencode(root / "a"), b"notes.\xff")))
+    odd.write_text("x")
+    ds = scan(root)
+    ext = os.fsdecode(b".\xff")
+    assert reasons(ds) == {f"a/{odd.name}": f"not an image ({ext})"}
+    assert display_name(ds.skipped[0].reason) == r"not an image (.\xff)"  # escaped once, on output
+
+
+def test_messages_show_undecodable_bytes_escaped(tmp_path):
+    with pytest.raises(DatasetError) as info:
+        scan(os.path.join(os.fsencode(tmp_path), b"gone\xff"))
+    assert "gone\\xff" in str(info.value) and str(info.value).encode("utf-8")
+    err = ImageLoadError(os.fsdecode(b"/d/\xff.png"), "truncated image")
+    assert str(err) == "/d/\\xff.png: truncated image"
+    assert err.path == os.fsdecode(b"/d/\xff.png")  # the raw path still opens the file
+
+
+# --------------------------------------------------------------------------- links and bounds
+
+
+def test_links_to_files_outside_the_root_are_followed(tmp_path):
+    shared = img(tmp_path / "shared" / "x.png", color=(1, 2, 3))
+    root = make_flat(tmp_path / "d", {"a": 1, "b": 1})
+    os.symlink(shared, root / "a" / "linked.png")
+    ds = scan(root)
+    assert ds.class_counts() == {"a": 2, "b": 1} and ds.skipped == ()
+    assert load_image(root / "a" / "linked.png").getpixel((0, 0)) == (1, 2, 3)
+
+
+def test_links_to_folders_that_hold_the_root_are_not_followed(tmp_path):
+    root = make_flat(tmp_path / "outer" / "d", {"a": 1, "b": 1})
+    img(tmp_path / "outer" / "sibling" / "x.png")
+    os.symlink("/", root / "a" / "slash")
+    os.symlink(tmp_path / "outer", root / "b" / "up")
+    os.symlink(tmp_path, root / "up_class")
+    (tmp_path / "via").mkdir()
+    os.symlink(root, tmp_path / "via" / "d")
+    os.symlink(tmp_path / "via", root / "b" / "via")  # holds the root as given below
+    ds = scan(tmp_path / "via" / "d")
+    why = "symlink to a folder that holds the data folder (not followed)"
+    assert reasons(ds) == {"a/slash": why, "b/up": why, "b/via": why, "up_class": why}
+    assert ds.class_counts() == {"a": 1, "b": 1}
+
+
+def test_walk_depth_is_bounded(tmp_path):
+    root = make_flat(tmp_path / "d", {"a": 1, "b": 1})
+    deep = root / "a"
+    for i in range(5):
+        deep = deep / f"l{i}"
+        img(deep / "x.png")
+    ds = scan(root, max_depth=3)  # a = level 1, a/l0 = 2, a/l0/l1 = 3
+    assert reasons(ds) == {"a/l0/l1/l2": "too deep: more than 3 folder levels below the data folder"}
+    assert ds.class_counts() == {"a": 3, "b": 1}
+    assert len(scan(root).samples) == 7 and MAX_DEPTH >= 16  # the default is for real nesting
+
+
+def test_walk_stops_after_max_entries(tmp_path):
+    root = make_flat(tmp_path / "d", {"a": 3, "b": 3, "c": 3, "d": 3})
+    # 4 class folders + 3 + 3 entries, then one entry of c: 11 in all.
+    ds = scan(root, max_entries=11)
+    assert ds.class_counts() == {"a": 3, "b": 3, "c": 1} and ds.empty_classes == ("d",)
+    assert reasons(ds) == {
+        "c": "listed in part: the walk stops after 11 entries",
+        "d": "not walked: the walk stops after 11 entries",
+    }
+
+
+def test_no_image_among_many_files_stops_early(tmp_path, monkeypatch):
+    root = tmp_path / "home"
+    (root / "a").mkdir(parents=True)
+    for i in range(30):
+        (root / "a" / f"n{i:02d}.csv").write_text("x")
+        (root / "a" / f"t{i:02d}.txt").write_text("x")
+    make_flat(root, {"b": 2})  # would be walked next
+    listed: list[str] = []
+    real = os.scandir
+
+    def spy(path="."):
+        listed.append(os.fspath(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", spy)
+    with pytest.raises(DatasetError) as info:
+        scan(root, no_image_limit=50)
+    msg = str(info.value)
+    assert str(root) in msg and "no usable image among the first 50 files" in msg
+    assert "30 .csv, 20 .txt" in msg and "t19.txt" in msg and "\n" not in msg
+    assert str(root / "b") not in listed  # it stopped instead of walking on
+    with pytest.raises(DatasetError, match="first 50 files"):
+        find_images(root, no_image_limit=50)
+
+
+def test_many_non_images_after_an_image_do_not_stop_the_walk(tmp_path):
+    root = make_flat(tmp_path / "d", {"a": 1, "b": 1})
+    for i in range(60):
+        (root / "b" / f"z{i:02d}.txt").write_text("x")
+    ds = scan(root, no_image_limit=50)
+    assert len(ds.samples) == 2 and len(ds.skipped) == 60
+
+
+def test_summarize_skipped_caps_counts_and_shows_every_reason():
+    junk = [Skipped(f"/d/a/{i:06d}.txt", "not an image (.txt)") for i in range(100_000)]
+    rare = Skipped("/d/b/x.jpg", "truncated image")
+    out = summarize_skipped(junk + [rare, Skipped(junk[0].path, "other reason")], limit=200)
+    assert out["total"] == 100_001  # a path listed twice counts once, first reason kept
+    assert out["by_reason"] == {"not an image (.txt)": 100_000, "truncated image": 1}
+    assert len(out["shown"]) == 200
+    assert out["shown"][0] == {"path": "/d/a/000000.txt", "reason": "not an image (.txt)"}
+    assert out["shown"][-1] == {"path": "/d/b/x.jpg", "reason": "truncated image"}
+    assert len(json.dumps(out)) < 20_000
+    many = summarize_skipped([Skipped(f"/{i}", f"reason {i:02d}") for i in range(60)], limit=5)
+    assert len(many["by_reason"]) == 51 and many["by_reason"]["(other reasons)"] == 10
+    assert len(many["shown"]) == 5
+    assert summarize_skipped([]) == {"total": 0, "by_reason": {}, "shown": []}
 
 
 # --------------------------------------------------------------------------- Dataset object

@@ -109,8 +109,8 @@ def make_splits(dataset: Dataset, config: BenchConfig, seed: int) -> Splits:
 
 def _digest(samples: Sequence[Sample]) -> str:
     h = hashlib.sha256()
-    for s in samples:
-        h.update(f"{s.path}\0{s.label}\n".encode())
+    for s in samples:  # fsencode: a name need not be valid UTF-8
+        h.update(os.fsencode(s.path) + f"\0{s.label}\n".encode())
     return h.hexdigest()[:16]
 
 
