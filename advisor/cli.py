@@ -126,7 +126,8 @@ def _profile_options(fn: Callable) -> Callable:
         click.option("--weights", "weights", default="imagenet", show_default=True, type=click.Choice(["imagenet", "random"])),
         click.option("--config", "config_file", type=click.Path(dir_okay=False), help="JSON/TOML file of decision thresholds."),
         click.option("--threshold", "threshold", multiple=True, metavar="KEY=VALUE", help="Override one threshold, e.g. similarity=0.6."),
-        click.option("--no-cache", is_flag=True, help="Do not read or write the feature cache."),
+        click.option("--no-cache", is_flag=True,
+                     help="Do not read or write the feature and decoded-image caches (images are decoded on the fly)."),
         click.option("--reference", type=click.Path(dir_okay=False),
                      help="Reference statistics from `advisor reference build` (adds a Frechet distance)."),
         click.option("--out", default="reports", show_default=True, type=click.Path(file_okay=False), help="Report folder."),
@@ -164,7 +165,8 @@ def _profile_config(per_class: int, sample_size: int, image_size: int | None, de
     resolve_device(device)  # fail early on --device cuda without CUDA
     return ProfileConfig(per_class=per_class, total=sample_size, image_size=image_size, device=device,
                          seed=seed, weights=None if weights == "random" else "imagenet",
-                         cache_dir="" if no_cache else None, reference=reference)
+                         cache_dir="" if no_cache else None, image_cache_dir="" if no_cache else None,
+                         reference=reference)
 
 
 def _print_recommendation(result: dict[str, Any], html: Path) -> None:
@@ -267,7 +269,8 @@ def bench_cmd(data, backbones, per_class, sample_size, image_size, device, seed,
     config = BenchConfig(
         strategies=tuple(_csv(strategies) or ()), epochs=epochs, image_size=image_size, batch_size=batch_size,
         seeds=tuple(range(seed, seed + seeds)), device=device, tune=tune, margin=margin, max_epochs=max_epochs,
-        patience=patience, cache_dir=pconfig.cache_dir, max_per_class=max_per_class, weights=pconfig.weights,
+        patience=patience, cache_dir=pconfig.cache_dir, image_cache_dir=pconfig.image_cache_dir,
+        max_per_class=max_per_class, weights=pconfig.weights,
     )
     job = run_bench(data, _csv(backbones), config=config, profile_config=pconfig, thresholds=th, out=out,
                     progress=not quiet)
@@ -321,6 +324,50 @@ def _print_bench(result: dict[str, Any], html: Path) -> None:
         click.echo(f"  the measurement {word} the advice ({rec.get('strategy')} on {rec.get('backbone')})"
                    + (f": {result['agreement_note']}" if result.get("agreement_note") else ""))
     click.echo(f"\nreport: {html}")
+
+
+# --------------------------------------------------------------------------- caches
+
+
+@main.group("cache")
+def cache_group() -> None:
+    """Show or free what advisor keeps on disk (features, decoded images, references, backbone facts)."""
+
+
+def _human(nbytes: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if nbytes < 1024 or unit == "GiB":
+            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1024
+    return f"{nbytes:.1f} TiB"
+
+
+@cache_group.command("info")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON list.")
+@_friendly_errors
+def cache_info_cmd(as_json: bool) -> None:
+    """Each cache: its folder, files and size."""
+    from advisor.caches import cache_usage
+
+    usage = cache_usage()
+    if as_json:
+        _echo_json([u.to_dict() for u in usage])
+        return
+    for u in usage:
+        click.echo(f"{u.kind:11} {u.files:6d} files {_human(u.bytes):>10}  {u.path}  ({u.description})")
+    click.echo(f"total: {_human(sum(u.bytes for u in usage))}; `advisor cache clear` frees it (rebuilt when needed)")
+
+
+@cache_group.command("clear")
+@click.argument("kinds", nargs=-1)
+@_friendly_errors
+def cache_clear_cmd(kinds: tuple[str, ...]) -> None:
+    """Delete the caches named by KINDS (features, images, references, backbones; default: all)."""
+    from advisor.caches import clear_caches
+
+    freed = clear_caches(list(kinds) or None)
+    click.echo(f"freed {_human(sum(u.bytes for u in freed))} in {sum(u.files for u in freed)} files "
+               f"({', '.join(u.kind for u in freed)})")
 
 
 # --------------------------------------------------------------------------- reference

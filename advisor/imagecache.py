@@ -79,20 +79,20 @@ from torchvision import transforms as T
 
 from advisor import __version__
 from advisor.data import ImageFolder, Sample, Skipped, collate_skipping
+from advisor.utils import CACHE_ENV, cache_root
 
 __all__ = [
-    "CACHE_ENV",
     "FORMAT_VERSION",
     "CacheEntry",
     "ImageCache",
+    "StoredImage",
     "cache_info",
     "clear_cache",
-    "default_cache_root",
     "open_image_cache",
+    "summarize_use",
+    "tally_use",
 ]
 
-#: Environment variable naming advisor's cache root (feature and image caches live under it).
-CACHE_ENV = "ADVISOR_CACHE"
 #: Version of the file layout; a file in another version is rebuilt.
 FORMAT_VERSION = 1
 
@@ -102,24 +102,9 @@ _SUFFIX = ".u8img"
 _NO_STAT = (-1, -1)
 
 
-def default_cache_root() -> Path:
-    """advisor's cache root: ``$ADVISOR_CACHE``, else ``$XDG_CACHE_HOME/advisor`` (``~/.cache/advisor``).
-
-    Image caches go in its ``images/`` folder.
-
-    Example:
-        >>> default_cache_root() / "images"  # doctest: +SKIP
-        PosixPath('/home/me/.cache/advisor/images')
-    """
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env)
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "advisor"
-
-
 def _folder(cache_dir: str | os.PathLike | None) -> Path | None:
     if cache_dir is None:
-        return default_cache_root() / "images"
+        return cache_root() / "images"
     return Path(cache_dir) if os.fspath(cache_dir) else None
 
 
@@ -465,8 +450,12 @@ def _read_index(fh: Any, length: int) -> tuple[dict[str, Any], bytes, int]:
 # --------------------------------------------------------------------------- writing
 
 
-class _StoredSize:
-    """Transform of a decoded image into what the cache stores; a class so that it pickles under spawn."""
+class StoredImage:
+    """A decoded image -> what the cache stores (uint8 HWC, shorter side ``size``).
+
+    Also what streaming decodes when there is no cache, so both give the same pixels. A class,
+    so that it pickles under the ``spawn`` start method.
+    """
 
     def __init__(self, size: int, interpolation: str) -> None:
         self.size = size
@@ -619,9 +608,13 @@ def _decode_into(fh: Any, pos: int, todo: Sequence[Sample], key: _Key, images: d
     # Stat before decoding: a file that changes meanwhile then looks changed at the next open.
     stats = [_source_stat(s.path) for s in todo]
     workers = _default_workers(len(todo)) if num_workers is None else num_workers
-    folder = ImageFolder(todo, _StoredSize(key.size, key.interpolation), draft_size=(key.size, key.size))
+    folder = ImageFolder(todo, StoredImage(key.size, key.interpolation), draft_size=(key.size, key.size))
+    # Its own generator: a loader without one draws from the global stream, and whether a run
+    # builds the cache or finds it must not change the run's random numbers.
+    generator = torch.Generator()
+    generator.manual_seed(0)
     loader = torch.utils.data.DataLoader(
-        folder, batch_size=8, num_workers=workers, collate_fn=collate_skipping,
+        folder, batch_size=8, num_workers=workers, collate_fn=collate_skipping, generator=generator,
         prefetch_factor=4 if workers > 0 else None,
     )
     bar = None
@@ -674,7 +667,7 @@ def open_image_cache(
         fingerprint: ``Dataset.fingerprint()``: one file per fingerprint, size and interpolation.
         size: Shorter side of the stored images.
         interpolation: torchvision interpolation name of the resize.
-        cache_dir: Folder of the image caches; ``None`` for ``default_cache_root() / "images"``,
+        cache_dir: Folder of the image caches; ``None`` for ``the cache root's ``images/````,
             ``""`` to disable (returns ``None``).
         num_workers: Decoding processes; ``None`` for one per core (up to 8), 0 decodes in this
             process.
@@ -740,6 +733,39 @@ def open_image_cache(
         return None if fresh is None else _finish(fresh, wanted, built=len(todo))
     finally:
         lock.release()
+
+
+def tally_use(use: dict[str, dict[str, int]], info: dict[str, Any] | None) -> None:
+    """Add one open's ``{path, built, reused}`` (:meth:`ImageCache.to_dict`) to a per-file tally.
+
+    Per file, ``built`` adds up over opens and ``wanted`` is the most images one open asked for:
+    what the command read without decoding is ``wanted - built`` (later opens of the same file
+    read images the command itself decoded earlier).
+    """
+    if not info:
+        return
+    entry = use.setdefault(str(info["path"]), {"built": 0, "wanted": 0})
+    entry["built"] += int(info["built"])
+    entry["wanted"] = max(entry["wanted"], int(info["built"]) + int(info["reused"]))
+
+
+def summarize_use(use: dict[str, dict[str, int]]) -> dict[str, Any]:
+    """The ``image_cache`` block of a command's JSON: ``{path, paths, built, reused}``.
+
+    ``built``: images the command decoded into a cache; ``reused``: images it read from one
+    without decoding them. ``path`` is the first file (``paths`` lists every one).
+
+    Example:
+        >>> use = {}
+        >>> tally_use(use, {"path": "/c/a.u8img", "built": 10, "reused": 0})
+        >>> tally_use(use, {"path": "/c/a.u8img", "built": 0, "reused": 10})
+        >>> summarize_use(use)
+        {'path': '/c/a.u8img', 'paths': ['/c/a.u8img'], 'built': 10, 'reused': 0}
+    """
+    paths = list(use)
+    return {"path": paths[0] if paths else None, "paths": paths,
+            "built": sum(u["built"] for u in use.values()),
+            "reused": sum(max(0, u["wanted"] - u["built"]) for u in use.values())}
 
 
 def _try_open(file: Path, key: _Key) -> tuple[ImageCache | None, str | None]:
@@ -812,7 +838,7 @@ def _entry(path: Path) -> CacheEntry:
 
 
 def cache_info(cache_dir: str | os.PathLike | None = None) -> list[CacheEntry]:
-    """The image cache files in ``cache_dir`` (default: ``default_cache_root() / "images"``), by name.
+    """The image cache files in ``cache_dir`` (default: ``the cache root's ``images/````), by name.
 
     Temporary files left by an interrupted writer are listed too, with a ``problem``.
 
@@ -836,7 +862,7 @@ def cache_info(cache_dir: str | os.PathLike | None = None) -> list[CacheEntry]:
 
 
 def clear_cache(cache_dir: str | os.PathLike | None = None) -> list[CacheEntry]:
-    """Delete the image cache files in ``cache_dir`` (default: ``default_cache_root() / "images"``).
+    """Delete the image cache files in ``cache_dir`` (default: ``the cache root's ``images/````).
 
     A file that another process is writing right now is left alone (with a notice). Processes
     that have a file mapped keep reading it: its space is freed when they close it.

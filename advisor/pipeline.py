@@ -101,6 +101,7 @@ def run_recommend(
         "dataset": prof.dataset.to_dict(),
         "backbones": [b.to_dict() for b in prof.backbones],
         "recommendation": rec.to_dict(),
+        "image_cache": prof.image_cache,
         "reproduction": reproduction(
             device=prof.device, seed=config.seed, seconds=time.perf_counter() - start,
             options={"backbones": names, **config.to_dict(), "thresholds": thresholds.to_dict()},

@@ -32,7 +32,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -40,7 +40,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from advisor import metrics
-from advisor.backbones import Backbone, get_backbone
+from advisor.augment import center_crop
+from advisor.backbones import Backbone, Preprocessing, get_backbone
 from advisor.data import (
     Dataset,
     ImageFolder,
@@ -54,7 +55,15 @@ from advisor.data import (
     stratified_sample,
     summarize_skipped,
 )
-from advisor.runtime import Precision, choose_precision, default_workers, resolve_device
+from advisor.imagecache import ImageCache, open_image_cache, summarize_use, tally_use
+from advisor.runtime import (
+    Precision,
+    choose_precision,
+    default_workers,
+    derive_seed,
+    isolated_random,
+    resolve_device,
+)
 from advisor.utils import atomic_writer, cache_root, progress_bar
 
 __all__ = [
@@ -117,6 +126,8 @@ class ProfileConfig:
         cv: Folds of the probes.
         reference: A reference-statistics file from :func:`build_reference`; backbones it was
             built with get a Frechet distance of their embeddings to it.
+        image_cache_dir: Decoded-image cache folder (``None``: under the cache root; ``""``:
+            decode on the fly).
     """
 
     per_class: int = 50
@@ -130,6 +141,7 @@ class ProfileConfig:
     cache_dir: str | None = None
     cv: int = 5
     reference: str | None = None
+    image_cache_dir: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -277,6 +289,7 @@ class Features:
         failures: Images that failed to decode during the pass.
         seconds: Wall time of the pass (0 when loaded from the cache).
         cached: Whether it came from the cache.
+        image_cache: ``{path, built, reused}`` of the decoded-image cache the pass read, if any.
     """
 
     embeddings: np.ndarray
@@ -289,6 +302,7 @@ class Features:
     failures: list[Skipped]
     seconds: float = 0.0
     cached: bool = False
+    image_cache: dict[str, Any] | None = None
 
     def save(self, path: Path) -> None:
         arrays = {
@@ -378,6 +392,41 @@ def _cache_key(backbone: Backbone, samples: Sequence[Sample], image_size: int, f
     return f"{backbone.name}-{backbone.weights}-{image_size}-{precision}-{h.hexdigest()[:20]}"
 
 
+def _cached_batches(cache: ImageCache, samples: Sequence[Sample], prep: Preprocessing,
+                    batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[Skipped]]]:
+    """Centre crops of cached images: the eval transform's output, without decoding anything."""
+    failed = {f.path: f for f in cache.failures}
+    for start in range(0, len(samples), batch_size):
+        chunk = range(start, min(start + batch_size, len(samples)))
+        kept = [i for i in chunk if samples[i].path in cache]
+        bad = [failed.get(samples[i].path) or Skipped(samples[i].path, "not decoded") for i in chunk
+               if samples[i].path not in cache]
+        images = (center_crop(cache.images(cache.index_of(samples[i].path) for i in kept), prep.image_size)
+                  if kept else torch.empty(0, 3, prep.image_size, prep.image_size, dtype=torch.uint8))
+        yield (images, torch.tensor([samples[i].label for i in kept], dtype=torch.int64),
+               torch.tensor(kept, dtype=torch.int64), bad)
+
+
+def _streamed_batches(samples: Sequence[Sample], prep: Preprocessing, batch_size: int, num_workers: int | None,
+                      dev: torch.device, start_method: str | None) -> Iterator[tuple[Any, ...]]:
+    """The eval transform in DataLoader workers; they send uint8 crops (a quarter of the bytes)."""
+    folder = ImageFolder(samples, prep.eval_transform(normalize=False),
+                         draft_size=(prep.resize_size, prep.resize_size))
+    workers = default_workers() if num_workers is None else num_workers
+    # Its own generator: a loader without one draws from the global stream, and whether this
+    # pass runs (cache miss) or not must not change any later random number.
+    generator = torch.Generator()
+    generator.manual_seed(0)
+    loader = torch.utils.data.DataLoader(
+        folder, batch_size=batch_size, shuffle=False, num_workers=workers,
+        collate_fn=collate_skipping, pin_memory=dev.type == "cuda", generator=generator,
+        persistent_workers=False, prefetch_factor=4 if workers > 0 else None,
+        multiprocessing_context=start_method if workers > 0 else None,
+    )
+    for images, labels, indices, failed in loader:
+        yield images, labels, indices, [Skipped(f.path, f.reason) for f in failed]
+
+
 def extract_features(
     backbone: Backbone,
     samples: Sequence[Sample],
@@ -392,6 +441,7 @@ def extract_features(
     progress: bool = False,
     precision: Precision | None = None,
     start_method: str | None = None,
+    image_cache_dir: str | os.PathLike | None = None,
 ) -> Features:
     """One inference pass: embeddings, logits, BN-input statistics and raw pixels together.
 
@@ -412,6 +462,9 @@ def extract_features(
         precision: Autocast precision; ``None`` chooses from the device
             (:func:`advisor.runtime.choose_precision`). Part of the cache key.
         start_method: Start method of the decoding workers (``None``: the platform's).
+        image_cache_dir: Decoded-image cache folder (``None``: under the cache root; ``""``:
+            decode on the fly). With a ``fingerprint``, images come from the cache: a second
+            pass over the same data at the same resize size, by any backbone, decodes nothing.
 
     Example:
         >>> feats = extract_features(get_backbone("resnet18", weights=None),
@@ -448,27 +501,20 @@ def extract_features(
             handles.append(module.register_forward_pre_hook(stats[name]))
 
     prep = backbone.preprocessing.at_size(size)
-    # Workers send uint8 crops (a quarter of the bytes); normalisation runs once per batch here.
-    folder = ImageFolder(samples, prep.eval_transform(normalize=False),
-                         draft_size=(prep.resize_size, prep.resize_size))
-    workers = default_workers() if num_workers is None else num_workers
-    # Its own generator: a loader without one draws from the global stream, and whether this
-    # pass runs (cache miss) or not must not change any later random number.
-    generator = torch.Generator()
-    generator.manual_seed(0)
-    loader = torch.utils.data.DataLoader(
-        folder, batch_size=batch_size, shuffle=False, num_workers=workers,
-        collate_fn=collate_skipping, pin_memory=dev.type == "cuda", generator=generator,
-        persistent_workers=False, prefetch_factor=4 if workers > 0 else None,
-        multiprocessing_context=start_method if workers > 0 else None,
-    )
+    image_cache = None
+    if fingerprint:
+        image_cache = open_image_cache(samples, fingerprint=fingerprint, size=prep.resize_size,
+                                       interpolation=prep.interpolation, cache_dir=image_cache_dir,
+                                       num_workers=num_workers, progress=progress)
+    batches = (_cached_batches(image_cache, samples, prep, batch_size) if image_cache is not None else
+               _streamed_batches(samples, prep, batch_size, num_workers, dev, start_method))
     emb_parts, logit_parts, label_parts, pixel_parts, index_parts = [], [], [], [], []
     failures: list[Skipped] = []
     bar = progress_bar(len(samples), f"profile {backbone.name}", unit="img", enabled=progress)
     start = time.perf_counter()
     try:
         with torch.inference_mode():
-            for images, labels, indices, failed in loader:
+            for images, labels, indices, failed in batches:
                 failures.extend(Skipped(f.path, f.reason) for f in failed)
                 if bar is not None:
                     bar.update(len(indices) + len(failed))
@@ -506,6 +552,7 @@ def extract_features(
         bn_var=bn_var,
         failures=failures,
         seconds=seconds,
+        image_cache=None if image_cache is None else image_cache.to_dict(),
     )
     if cache_file is not None:
         try:
@@ -694,13 +741,18 @@ class BackboneProfile:
 
 @dataclass(frozen=True)
 class Profile:
-    """The profiler's result: dataset summary plus one :class:`BackboneProfile` each."""
+    """The profiler's result: dataset summary plus one :class:`BackboneProfile` each.
+
+    ``image_cache`` is ``{path, built, reused}`` of the decoded-image cache the passes read
+    (``paths`` when several resize sizes needed several files).
+    """
 
     dataset: DatasetSummary
     backbones: tuple[BackboneProfile, ...]
     config: ProfileConfig
     device: str
     seconds: float
+    image_cache: dict[str, Any] | None = None
 
     def backbone(self, name: str) -> BackboneProfile:
         for b in self.backbones:
@@ -715,6 +767,7 @@ class Profile:
             "config": self.config.to_dict(),
             "device": self.device,
             "seconds": self.seconds,
+            "image_cache": self.image_cache,
         }
 
     @classmethod
@@ -725,6 +778,7 @@ class Profile:
             config=ProfileConfig.from_dict(d["config"]),
             device=d["device"],
             seconds=float(d["seconds"]),
+            image_cache=d.get("image_cache"),
         )
 
 
@@ -762,7 +816,7 @@ def profile_backbone(backbone: Backbone, samples: Sequence[Sample], config: Prof
     feats = extract_features(
         backbone, samples, image_size=config.image_size, batch_size=config.batch_size,
         num_workers=config.num_workers, device=config.device, cache_dir=config.cache_dir,
-        fingerprint=fingerprint, progress=progress,
+        fingerprint=fingerprint, progress=progress, image_cache_dir=config.image_cache_dir,
     )
     divergence, divergence_all, stages = bn_divergence(backbone, feats)
     signals: dict[str, float | None] = {"bn_divergence": divergence, "bn_divergence_all": divergence_all}
@@ -830,11 +884,14 @@ def profile(
     dataset = data if isinstance(data, Dataset) else scan(data)
     sample = stratified_sample(dataset.samples, per_class=config.per_class, total=config.total, seed=config.seed)
     results, failures = [], []
+    use: dict[str, dict[str, int]] = {}
     for name in backbones:
-        bb = get_backbone(name, weights=config.weights)
+        with isolated_random(derive_seed("profile", name, config.seed)):  # random weights: the same each time
+            bb = get_backbone(name, weights=config.weights)
         result, feats = profile_backbone(bb, sample, config, fingerprint=dataset.fingerprint(), progress=progress)
         results.append(result)
         failures.extend(feats.failures)
+        tally_use(use, feats.image_cache)
     summary = summarize_dataset(dataset, sample, extra_skipped=failures)
     return Profile(
         dataset=summary,
@@ -842,4 +899,5 @@ def profile(
         config=config,
         device=str(resolve_device(config.device)),
         seconds=time.perf_counter() - start,
+        image_cache=summarize_use(use),
     )

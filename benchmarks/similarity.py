@@ -3,7 +3,12 @@
 Writes one row per (dataset, backbone) with every raw signal, its score and the combined
 similarity to ``benchmarks/results/similarity.csv``.
 
-    python benchmarks/similarity.py [--hymenoptera ../shared/data/hymenoptera] [--per-class 40]
+    python benchmarks/similarity.py [--hymenoptera ../shared/data/hymenoptera]
+        [--calibration ../shared/data/calibration] [--per-class 40] [--backbones a,b]
+
+The calibration folder's six real datasets (its README gives sources) join the embedded ones:
+cifar10 and flowers are near ImageNet, potato_leaf in between, bccd_cells, omniglot_alphabets
+and magnetic_tile far from it.
 """
 
 from __future__ import annotations
@@ -16,13 +21,17 @@ from pathlib import Path
 from advisor.demo import make_demo
 from advisor.profile import ProfileConfig, profile
 
-NEAR = ("hymenoptera", "photos")
-FAR = ("microscopy", "digits", "shapes", "noise", "flat")
+NEAR = ("hymenoptera", "photos", "cifar10", "flowers")
+MEDIUM = ("potato_leaf",)
+FAR = ("microscopy", "digits", "shapes", "noise", "flat", "bccd_cells", "omniglot_alphabets", "magnetic_tile")
+EMBEDDED = ("photos", "microscopy", "digits", "shapes", "noise", "flat")
+_SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--hymenoptera", default=str(Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "hymenoptera"))
+    parser.add_argument("--hymenoptera", default=str(_SHARED / "hymenoptera"))
+    parser.add_argument("--calibration", default=str(_SHARED / "calibration"))
     parser.add_argument("--backbones", default="efficientnet_lite0")
     parser.add_argument("--per-class", type=int, default=40)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "similarity.csv"))
@@ -32,15 +41,19 @@ def main() -> None:
     datasets = {}
     if Path(args.hymenoptera).is_dir():
         datasets["hymenoptera"] = Path(args.hymenoptera)
-    for name in NEAR[1:] + FAR:
-        datasets[name] = make_demo(tmp, name, per_class=args.per_class)
+    for name in MEDIUM + NEAR + FAR:
+        if name in EMBEDDED:
+            datasets[name] = make_demo(tmp, name, per_class=args.per_class)
+        elif (Path(args.calibration) / name).is_dir():
+            datasets[name] = Path(args.calibration) / name
 
     rows = []
     config = ProfileConfig(per_class=args.per_class, cache_dir="")
     for name, root in datasets.items():
         result = profile(root, args.backbones.split(","), config=config)
         for bb in result.backbones:
-            row = {"dataset": name, "group": "near" if name in NEAR else "far", "backbone": bb.name,
+            group = "near" if name in NEAR else "medium" if name in MEDIUM else "far"
+            row = {"dataset": name, "group": group, "backbone": bb.name,
                    "n_sample": bb.n_sample, "similarity": round(bb.similarity, 4)}
             row.update({k: (round(v, 4) if v is not None else None) for k, v in bb.signals.items()})
             row.update({f"score_{k}": round(v, 4) for k, v in bb.signal_scores.items()})

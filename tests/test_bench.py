@@ -627,3 +627,22 @@ def test_a_bench_runs_with_spawned_workers(digits, config):
     in_process = bench(digits, ["resnet18"], config=replace(cfg, num_workers=0, start_method=None))
     # Evaluation is exact either way; freeze never sees augmentation, so its numbers agree.
     assert result.runs[0].accuracy == in_process.runs[0].accuracy
+
+
+# --------------------------------------------------------------------------- decoded-image cache
+
+
+def test_image_cache_and_decoding_on_the_fly_give_the_same_numbers(digits, config, tmp_path):
+    cfg = replace(config, strategies=("freeze", "finetune"), epochs=2, image_cache_dir=str(tmp_path / "images"))
+    cached = bench(digits, ["resnet18"], config=cfg)
+    assert cached.extra["image_cache"]["built"] == 80 and cached.extra["image_cache"]["reused"] == 0
+    again = bench(digits, ["resnet18"], config=cfg)  # a second command decodes nothing
+    assert again.extra["image_cache"]["built"] == 0 and again.extra["image_cache"]["reused"] == 80
+    streamed = bench(digits, ["resnet18"], config=replace(cfg, image_cache_dir="", cache_dir=""))
+    assert streamed.extra["image_cache"] == {"path": None, "paths": [], "built": 0, "reused": 0}
+
+    def numbers(result):
+        return [(r.strategy, r.accuracy, [p["train_loss"] for p in r.curve]) for r in result.runs]
+
+    assert numbers(cached) == numbers(streamed) == numbers(again)
+    assert cached.runs[1].details["image_cache"] and streamed.runs[1].details["image_cache"] is None

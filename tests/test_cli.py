@@ -174,3 +174,19 @@ def test_default_backbones_offline_are_ranked(demo_root, tmp_path):
     assert scores == sorted(scores, reverse=True)
     assert doc["recommendation"]["backbone"] == ranking[0]["backbone"]
     assert all(b["similarity"] > 0.5 for b in doc["backbones"])  # natural photos, on every backbone
+
+
+def test_cache_info_and_clear(tiny_image_folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("ADVISOR_CACHE", str(tmp_path / "cache"))
+    run("recommend", str(tiny_image_folder), "--backbones", "resnet18", "--weights", "random", "--image-size", "32",
+        "-q", "--json", "--out", str(tmp_path / "r"))
+    info = json.loads(run("cache", "info", "--json").output)
+    images = next(u for u in info if u["kind"] == "images")
+    assert images["files"] >= 1 and images["bytes"] > 8 * 3 * 37 * 37  # 8 images stored at 37 px (32 / 0.875)
+    cleared = run("cache", "clear", "images")
+    assert cleared.exit_code == 0 and "freed" in cleared.output
+    after = json.loads(run("cache", "info", "--json").output)
+    assert not [f for f in (tmp_path / "cache" / "images").glob("*.u8img")]
+    assert next(u for u in after if u["kind"] == "images")["bytes"] < images["bytes"]
+    bad = CliRunner().invoke(main, ["cache", "clear", "thumbnails"])
+    assert bad.exit_code == 1 and "features, images" in bad.output

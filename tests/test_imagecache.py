@@ -20,7 +20,8 @@ import advisor.imagecache as imagecache
 from advisor.augment import center_crop
 from advisor.backbones import Preprocessing
 from advisor.data import Sample, load_image
-from advisor.imagecache import cache_info, clear_cache, default_cache_root, open_image_cache
+from advisor.imagecache import cache_info, clear_cache, open_image_cache
+from advisor.utils import cache_root as default_cache_root
 
 SIZE = 64
 
@@ -102,8 +103,8 @@ def test_stores_the_eval_resize_and_reports_failures(photos, tmp_path, capfd, in
 
 def test_new_samples_extend_the_file_and_old_ones_are_not_decoded_again(photos, tmp_path, monkeypatch):
     decoded = []
-    original = imagecache._StoredSize.__call__
-    monkeypatch.setattr(imagecache._StoredSize, "__call__", lambda self, im: decoded.append(1) or original(self, im))
+    original = imagecache.StoredImage.__call__
+    monkeypatch.setattr(imagecache.StoredImage, "__call__", lambda self, im: decoded.append(1) or original(self, im))
     first = _open(photos[:5], tmp_path / "c")  # the profiler's sample
     old = {s.path: first.image(s.path).clone() for s in photos[:5]}
     both = _open(photos, tmp_path / "c")  # then the bench's train + val
@@ -119,8 +120,8 @@ def test_new_samples_extend_the_file_and_old_ones_are_not_decoded_again(photos, 
 def test_two_openers_at_once_decode_each_image_once(photos, tmp_path, monkeypatch, capfd):
     # Two threads, each with its own FileLock on its own file descriptor: the OS lock excludes
     # them exactly as it excludes two processes (benchmarks/loader_speed.py runs 4 processes).
-    decode = imagecache._StoredSize.__call__
-    monkeypatch.setattr(imagecache._StoredSize, "__call__", lambda self, im: time.sleep(0.03) or decode(self, im))
+    decode = imagecache.StoredImage.__call__
+    monkeypatch.setattr(imagecache.StoredImage, "__call__", lambda self, im: time.sleep(0.03) or decode(self, im))
     start = threading.Barrier(2)
     reports = []
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -124,3 +125,19 @@ def test_reference_frechet_is_smaller_for_data_like_the_reference(demo_root, tmp
     assert 0 < d_near < d_far
     with pytest.raises(ValueError, match="advisor reference build"):
         load_reference(tmp_path / "missing.npz")
+
+
+def test_a_second_backbone_with_the_same_resize_decodes_nothing(tiny_image_folder, tmp_path):
+    """The decoded-image cache is shared by every backbone that resizes to the same size."""
+    config = ProfileConfig(per_class=4, image_size=32, weights=None, num_workers=0, cache_dir="",
+                           image_cache_dir=str(tmp_path / "images"))
+    first = profile(tiny_image_folder, ["resnet18"], config=config)
+    assert first.image_cache["built"] == 8 and first.image_cache["reused"] == 0
+    second = profile(tiny_image_folder, ["mobilenet_v3_small"], config=config)  # also resizes to 256 px
+    assert second.image_cache["built"] == 0 and second.image_cache["reused"] == 8
+    assert second.image_cache["path"] == first.image_cache["path"]
+    streamed = profile(tiny_image_folder, ["resnet18"], config=replace(config, image_cache_dir=""))
+    assert streamed.image_cache["path"] is None
+    # The same pixels and (seeded) random weights either way: every number agrees exactly.
+    a, b = first.backbones[0].transferability, streamed.backbones[0].transferability
+    assert a["pixel_linear_probe"] == b["pixel_linear_probe"] and a["logme"] == b["logme"]

@@ -42,6 +42,8 @@ class BenchConfig:
         num_workers: DataLoader workers; ``None`` picks from the device and the data path.
         start_method: Start method of DataLoader worker processes (``None``: the platform's).
         cache_dir: Feature cache of ``freeze`` (passed to ``extract_features``; ``""`` disables).
+        image_cache_dir: Decoded-image cache folder (``None``: under the cache root; ``""``: no
+            cache, images are decoded on the fly into the same pixels, with the same results).
         max_per_class: Cap of training images per class (seeded), for quick runs.
         weights: Weights of the pretrained strategies: ``"imagenet"``, or ``None`` for random
             initialisation (tests and offline smoke runs; the verdict is then meaningless).
@@ -69,6 +71,7 @@ class BenchConfig:
     num_workers: int | None = None
     start_method: str | None = None
     cache_dir: str | None = None
+    image_cache_dir: str | None = None
     max_per_class: int | None = None
     weights: str | None = "imagenet"
 

@@ -37,6 +37,7 @@ from advisor.bench.results import (
 from advisor.bench.strategies import MAX_EPOCHS, TUNE_FACTORS, get_strategy
 from advisor.bench.training import RunEnv, RunSpec, failed_run, train_run
 from advisor.data import Dataset, Sample, scan, stratified_sample, stratified_split
+from advisor.imagecache import summarize_use
 from advisor.profile import summarize_dataset
 from advisor.runtime import choose_precision, resolve_device
 from advisor.utils import versions
@@ -213,7 +214,8 @@ def bench(
     specs = plan_runs(dataset, backbones, config, precision=precision.name)
     previous = {r.key: r for r in read_results(results_file) if r.ok} if results_file is not None else {}
     env = RunEnv(device=device, precision=precision, num_workers=config.num_workers,
-                 start_method=config.start_method, cache_dir=config.cache_dir, progress=progress)
+                 start_method=config.start_method, cache_dir=config.cache_dir,
+                 image_cache_dir=config.image_cache_dir, progress=progress)
 
     trials: list[RunResult] = []
     for spec in specs:
@@ -258,7 +260,6 @@ def bench(
         "device": str(device), "precision": precision.name,
         "accuracy": ("top-1 on the reported split, of the weights the selection split chose"
                      if first.select else "top-1 on the reported split after the last epoch"),
-        "memory_cache": {f"{k[0]}px {k[1]}": s.enabled for k, s in env.stores.items()},
     }
     protocol["image_size"] = protocol["image_sizes"][backbones[0]]
     if command is None:
@@ -275,6 +276,7 @@ def bench(
         agreement_note=note,
         rank_correlation=rank_correlation(runs, profiles),
         trials=tuple(trials) if config.tune else (),
+        extra={"image_cache": summarize_use(env.image_cache_use)},
         reproduction={
             "versions": versions(), "device": str(device), "seed": config.seeds[0],
             "options": {**config.to_dict(), "backbones": list(backbones),

@@ -20,19 +20,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision import transforms as T
-from torchvision.transforms.v2 import functional as TF
 
 from advisor.backbones import Backbone, Preprocessing
 from advisor.bench.results import RunResult
 from advisor.bench.strategies import Recipe, Strategy, get_strategy
-from advisor.data import ImageFolder, Sample, Skipped, collate_skipping
+from advisor.augment import center_crop, random_resized_crop
+from advisor.data import ImageFolder, Sample, Skipped
+from advisor.imagecache import ImageCache, StoredImage, open_image_cache, tally_use
 from advisor.profile import extract_features
 from advisor.runtime import FP32, Precision, default_workers, derive_seed, isolated_random, seed_worker
 from advisor.utils import progress_bar
 
 __all__ = [
-    "MEMORY_CACHE_BYTES",
     "Fit",
     "RunData",
     "RunEnv",
@@ -43,8 +42,6 @@ __all__ = [
     "train_run",
 ]
 
-#: Decoded, resized images are kept in memory for later epochs when they fit in this.
-MEMORY_CACHE_BYTES = 2 * 1024**3
 _EPS = 1e-9
 
 
@@ -117,98 +114,33 @@ class Fit:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-class _ResizeToArray:
-    """Resize (shorter side) then to a uint8 HWC array: a class, so it pickles under ``spawn``."""
+class _StreamedImages(torch.utils.data.Dataset):
+    """Samples decoded on the fly into exactly what the image cache stores (the no-cache path)."""
 
-    def __init__(self, size: int, interpolation: str) -> None:
-        self.resize = T.Resize(size, interpolation=T.InterpolationMode(interpolation), antialias=True)
-
-    def __call__(self, image: Any) -> np.ndarray:
-        return np.array(self.resize(image))
-
-
-class _ImageStore:
-    """Images decoded and resized once (shorter side = resize size, uint8 CHW), kept in memory.
-
-    Later epochs then only pay for the random crop and flip. The store gives up (and frees
-    itself) when the images would take more than ``limit_bytes``; training then streams from
-    disk instead.
-    """
-
-    def __init__(self, prep: Preprocessing, limit_bytes: int = MEMORY_CACHE_BYTES) -> None:
-        self.resize_size = prep.resize_size
-        self.interpolation = prep.interpolation
-        self.limit_bytes = limit_bytes
-        self.images: dict[str, torch.Tensor] = {}
-        self.failures: dict[str, Skipped] = {}
-        self.nbytes = 0
-        self.enabled = True
-        self.seconds = 0.0
-
-    def ensure(self, samples: Sequence[Sample], env: "RunEnv") -> bool:
-        """Decode what is missing; ``False`` when the store does not fit in memory."""
-        if not self.enabled:
-            return False
-        todo = [s for s in samples if s.path not in self.images and s.path not in self.failures]
-        if self.nbytes + len(todo) * 3 * self.resize_size**2 > self.limit_bytes:
-            self._give_up()
-            return False
-        if not todo:
-            return True
-        start = time.perf_counter()
-        folder = ImageFolder(todo, _ResizeToArray(self.resize_size, self.interpolation),
-                             draft_size=(self.resize_size,) * 2)
-        workers = default_workers() if env.num_workers is None else env.num_workers
-        loader = torch.utils.data.DataLoader(folder, batch_size=16, collate_fn=collate_skipping,
-                                             **env.loader_options(workers, prefetch=True))
-        for arrays, _labels, indices, failed in loader:
-            for f in failed:
-                self.failures[f.path] = Skipped(f.path, f.reason)
-            for array, i in zip(arrays, indices.tolist()):
-                image = torch.from_numpy(array).permute(2, 0, 1).contiguous()
-                self.images[todo[i].path] = image
-                self.nbytes += image.numel()
-            if self.nbytes > self.limit_bytes:
-                self._give_up()
-                return False
-        self.seconds += time.perf_counter() - start
-        return True
-
-    def _give_up(self) -> None:
-        self.images.clear()
-        self.enabled = False
-        self.nbytes = 0
-
-
-class _AugmentedImages(torch.utils.data.Dataset):
-    """Training view of in-memory images: random resized crop + flip on uint8 tensors."""
-
-    def __init__(self, images: list[torch.Tensor], labels: list[int], size: int, recipe: Recipe,
-                 interpolation: str) -> None:
-        self.images, self.labels, self.size = images, labels, size
-        self.scale, self.flip = recipe.crop_scale, recipe.flip
-        self.interpolation = T.InterpolationMode(interpolation)
+    def __init__(self, samples: Sequence[Sample], size: int, interpolation: str) -> None:
+        self.folder = ImageFolder(samples, StoredImage(size, interpolation), draft_size=(size, size))
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.folder)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
-        img = self.images[i]
-        if self.scale is not None:
-            top, left, h, w = T.RandomResizedCrop.get_params(img, list(self.scale), [3 / 4, 4 / 3])
-            img = TF.resized_crop(img, top, left, h, w, [self.size, self.size],
-                                  interpolation=self.interpolation, antialias=True)
-        else:
-            img = TF.center_crop(img, [self.size, self.size])
-        if self.flip and torch.rand(1).item() < 0.5:
-            img = img.flip(-1)
-        return img, self.labels[i], i
+    def __getitem__(self, i: int) -> Any:
+        return self.folder[i]
 
 
-def _collate_memory(batch: list[tuple[torch.Tensor, int, int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list]:
-    images = torch.stack([b[0] for b in batch])
-    labels = torch.tensor([b[1] for b in batch], dtype=torch.int64)
-    return images, labels, torch.tensor([b[2] for b in batch]), []
+def _collate_arrays(batch: list[Any]) -> tuple[list[torch.Tensor], list[int], list[Skipped]]:
+    """uint8 HWC arrays -> CHW tensors (views), their positions, and the failures."""
+    images, positions, failures = [], [], []
+    for item in batch:
+        if isinstance(item, Skipped):
+            failures.append(Skipped(item.path, item.reason))
+            continue
+        array, _label, i = item
+        array = np.ascontiguousarray(array)
+        if not array.flags.writeable:  # PIL hands out read-only buffers; torch wants to own one
+            array = array.copy()
+        images.append(torch.from_numpy(array).permute(2, 0, 1))
+        positions.append(i)
+    return images, positions, failures
 
 
 @dataclass
@@ -218,11 +150,13 @@ class RunEnv:
     Attributes:
         device: The torch device.
         precision: Autocast dtype and gradient scaling (:func:`advisor.runtime.choose_precision`).
-        num_workers: DataLoader workers; ``None`` picks from the device and the data path.
+        num_workers: DataLoader workers; ``None`` picks from the core count.
         start_method: Start method of worker processes (``None``: the platform's).
         cache_dir: Feature cache folder (``None``: default, ``""``: off).
+        image_cache_dir: Decoded-image cache folder (``None``: default, ``""``: off, images are
+            then decoded on the fly, into the same pixels).
         progress: Progress bars on stderr.
-        memory_cache: Keep decoded images in memory between runs.
+        image_cache_use: Per cache file, images decoded by this process and read from the file.
     """
 
     device: torch.device
@@ -230,28 +164,20 @@ class RunEnv:
     num_workers: int | None = None
     start_method: str | None = None
     cache_dir: str | None = None
+    image_cache_dir: str | None = None
     progress: bool = False
-    memory_cache: bool = True
-    stores: dict[tuple[int, str], _ImageStore] = field(default_factory=dict)
     failures: dict[str, Skipped] = field(default_factory=dict)
+    image_cache_use: dict[str, dict[str, int]] = field(default_factory=dict)
     image_size: int | None = None  # of the run in progress
     fingerprint: str = ""  # of the run in progress
     run_label: str = ""  # of the run in progress, for progress bars
 
-    def workers(self, *, in_memory: bool) -> int:
-        if self.num_workers is not None:
-            return self.num_workers
-        if in_memory and self.device.type == "cpu":
-            return 0  # crops of decoded images are cheap; workers would compete for the cores
-        return default_workers()
-
-    def loader_options(self, workers: int, *, generator: torch.Generator | None = None,
-                       prefetch: bool = False, persistent: bool = False) -> dict[str, Any]:
+    def loader_options(self, workers: int, *, generator: torch.Generator | None = None) -> dict[str, Any]:
         """DataLoader options: workers, start method, pinning, and an explicit generator.
 
         Every loader gets its own generator: a DataLoader without one draws its workers' base
-        seed from the global stream, so a loader that runs in one run and not in another (the
-        first decode of the image store) would shift every later random number.
+        seed from the global stream, so a loader that runs in one run and not in another would
+        shift every later random number.
         """
         if generator is None:
             generator = torch.Generator()
@@ -259,101 +185,90 @@ class RunEnv:
         options: dict[str, Any] = {"num_workers": workers, "pin_memory": self.device.type == "cuda",
                                    "generator": generator}
         if workers > 0:
-            options.update(worker_init_fn=seed_worker, persistent_workers=persistent,
-                           multiprocessing_context=self.start_method)
-            if prefetch:
-                options["prefetch_factor"] = 4
+            options.update(worker_init_fn=seed_worker, multiprocessing_context=self.start_method, prefetch_factor=4)
         return options
 
-    def store(self, prep: Preprocessing) -> _ImageStore | None:
-        if not self.memory_cache:
-            return None
-        key = (prep.resize_size, prep.interpolation)
-        if key not in self.stores:
-            self.stores[key] = _ImageStore(prep)
-        return self.stores[key]
+    def images(self, samples: Sequence[Sample], prep: Preprocessing) -> ImageCache | None:
+        """The decoded-image cache holding ``samples`` at ``prep``'s resize, or ``None`` (stream)."""
+        cache = open_image_cache(samples, fingerprint=self.fingerprint, size=prep.resize_size,
+                                 interpolation=prep.interpolation, cache_dir=self.image_cache_dir,
+                                 num_workers=self.num_workers, progress=self.progress)
+        if cache is not None:
+            tally_use(self.image_cache_use, cache.to_dict())
+            for f in cache.failures:
+                self.failures[f.path] = f
+        return cache
 
 
 class _Loaders:
-    """Training batches (uint8, augmented) and evaluation batches of one run's splits."""
+    """Training batches (uint8, augmented on the training device) and evaluation batches.
+
+    Images come from the decoded-image cache (memory-mapped: each image decoded once for every
+    run, process and worker) or, without one, are decoded on the fly into the same pixels. The
+    order of the training images and every crop and flip are drawn from the run's generators,
+    in the main process, so both sources give the same batches.
+    """
 
     def __init__(self, data: RunData, prep: Preprocessing, recipe: Recipe, env: RunEnv,
                  generator: torch.Generator) -> None:
-        self.env = env
-        self.size = size = prep.image_size
+        self.env, self.prep, self.recipe = env, prep, recipe
+        self.size = prep.image_size
         self.batch_size = recipe.batch_size
-        store = env.store(prep)
-        self.in_memory = store is not None and store.ensure(data.fit + data.select + data.report, env)
-        workers = env.workers(in_memory=self.in_memory)
-        if self.in_memory:
-            for path, fail in store.failures.items():
-                env.failures[path] = fail
-            fit = [s for s in data.fit if s.path in store.images]
-            train_set: torch.utils.data.Dataset = _AugmentedImages(
-                [store.images[s.path] for s in fit], [s.label for s in fit], size, recipe, prep.interpolation)
-            collate: Callable = _collate_memory
-            self._eval = {name: self._memory_eval(store, samples)
-                          for name, samples in (("select", data.select), ("report", data.report))}
-        else:
-            interp = T.InterpolationMode(prep.interpolation)
-            steps: list[Callable] = []
-            if recipe.crop_scale is not None:
-                steps.append(T.RandomResizedCrop(size, scale=recipe.crop_scale, interpolation=interp, antialias=True))
-            else:
-                steps += [T.Resize(prep.resize_size, interpolation=interp, antialias=True), T.CenterCrop(size)]
-            if recipe.flip:
-                steps.append(T.RandomHorizontalFlip())
-            steps.append(T.PILToTensor())
-            draft = (prep.resize_size, prep.resize_size)
-            train_set = ImageFolder(data.fit, T.Compose(steps), draft_size=draft)
-            collate = collate_skipping
-            eval_tf = prep.eval_transform(normalize=False)
-            self._eval = {
-                name: torch.utils.data.DataLoader(
-                    ImageFolder(samples, eval_tf, draft_size=draft), batch_size=recipe.batch_size * 2,
-                    collate_fn=collate_skipping, **env.loader_options(workers, persistent=workers > 0))
-                for name, samples in (("select", data.select), ("report", data.report)) if samples
-            }
-            fit = data.fit
-        self.n_fit = len(fit)
-        self.train_loader = torch.utils.data.DataLoader(
-            train_set, batch_size=recipe.batch_size, shuffle=True, drop_last=len(fit) > recipe.batch_size,
-            collate_fn=collate, **env.loader_options(workers, generator=generator, prefetch=True,
-                                                     persistent=workers > 0))
-
-    def _memory_eval(self, store: _ImageStore, samples: list[Sample]) -> tuple[torch.Tensor, torch.Tensor] | None:
-        kept = [s for s in samples if s.path in store.images]
-        if not kept:
-            return None
-        # Evaluation crops never change: make them once, as one uint8 tensor.
-        images = torch.stack([TF.center_crop(store.images[s.path], [self.size, self.size]) for s in kept])
-        return images, torch.tensor([s.label for s in kept], dtype=torch.int64)
-
-    def train_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for images, labels, _indices, failed in self.train_loader:
-            for f in failed:
-                self.env.failures[f.path] = Skipped(f.path, f.reason)
-            if len(labels):
-                yield images, labels
-
-    def eval_batches(self, split: str) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        source = self._eval.get(split)
-        if source is None:
-            return
-        if isinstance(source, tuple):
-            images, labels = source
-            step = self.batch_size * 2
-            for i in range(0, len(labels), step):
-                yield images[i:i + step], labels[i:i + step]
-            return
-        for images, labels, _indices, failed in source:
-            for f in failed:
-                self.env.failures[f.path] = Skipped(f.path, f.reason)
-            if len(labels):
-                yield images, labels
+        self.order_gen = generator
+        self.aug_gen = torch.Generator()
+        self.aug_gen.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
+        self.cache = env.images(data.pool or data.fit + data.select + data.report, prep)
+        self.splits = {"fit": data.fit, "select": data.select, "report": data.report}
+        if self.cache is not None:
+            self.splits = {k: [s for s in v if s.path in self.cache] for k, v in self.splits.items()}
+        self.n_fit = len(self.splits["fit"])
+        self.workers = default_workers() if env.num_workers is None else env.num_workers
 
     def steps_per_epoch(self) -> int:
-        return max(1, len(self.train_loader))
+        n, b = self.n_fit, self.batch_size
+        return max(1, n // b if n > b else 1)
+
+    def _batches_of(self, samples: list[Sample], order: list[int], batch_size: int, *,
+                    drop_last: bool) -> Iterator[tuple[list[torch.Tensor], list[int]]]:
+        """Decoded images (CHW uint8) of ``samples`` in ``order``, one batch at a time."""
+        b = batch_size
+        groups = [order[i:i + b] for i in range(0, len(order), b)]
+        if drop_last and len(order) > b and len(groups[-1]) < b:
+            groups.pop()  # the last, smaller batch: batch statistics of a few images are noise
+        if self.cache is not None:
+            for group in groups:
+                yield self.cache.images(self.cache.index_of(samples[i].path) for i in group), group
+            return
+        loader = torch.utils.data.DataLoader(
+            _StreamedImages(samples, self.prep.resize_size, self.prep.interpolation), batch_sampler=groups,
+            collate_fn=_collate_arrays, **self.env.loader_options(self.workers))
+        for images, positions, failures in loader:
+            for f in failures:
+                self.env.failures[f.path] = f
+            yield images, positions
+
+    def train_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        fit = self.splits["fit"]
+        order = torch.randperm(len(fit), generator=self.order_gen).tolist()
+        recipe, dev = self.recipe, self.env.device
+        for images, positions in self._batches_of(fit, order, self.batch_size, drop_last=True):
+            if not images:
+                continue
+            labels = torch.tensor([fit[i].label for i in positions], dtype=torch.int64)
+            if recipe.crop_scale is not None:
+                batch = random_resized_crop(images, self.size, scale=recipe.crop_scale, flip_p=0.5 if recipe.flip else 0.0,
+                                            generator=self.aug_gen, interpolation=self.prep.interpolation, device=dev)
+            else:
+                batch = center_crop(images, self.size, device=dev)
+            yield batch, labels
+
+    def eval_batches(self, split: str) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        samples = self.splits[split]
+        for images, positions in self._batches_of(samples, list(range(len(samples))), self.batch_size * 2,
+                                                  drop_last=False):
+            if images:
+                yield (center_crop(images, self.size, device=self.env.device),
+                       torch.tensor([samples[i].label for i in positions], dtype=torch.int64))
 
 
 # --------------------------------------------------------------------------- fit loops
@@ -523,7 +438,8 @@ def fit_network(strategy: Strategy, backbone: Backbone, data: RunData, env: RunE
         seconds=time.perf_counter() - start,
         images_per_second=images_seen / train_time if train_time > 0 else float("nan"), recipe=recipe,
         epochs_run=epochs_run, best_epoch=selected, converged=stopper.converged(epochs_run, recipe.epochs),
-        details={"n_fit": loaders.n_fit, "n_report": int(len(y_true)), "in_memory": loaders.in_memory,
+        details={"n_fit": loaders.n_fit, "n_report": int(len(y_true)),
+                 "image_cache": None if loaders.cache is None else str(loaders.cache.path),
                  "train_step_seconds": train_time},
     )
 
@@ -577,9 +493,11 @@ def fit_head_on_embeddings(strategy: Strategy, backbone: Backbone, data: RunData
     feats = extract_features(backbone, pool, image_size=env.image_size, batch_size=recipe.batch_size,
                              num_workers=env.num_workers, device=env.device, cache_dir=cache_dir,
                              fingerprint=env.fingerprint, collect_bn=False, progress=env.progress,
-                             precision=env.precision, start_method=env.start_method)
+                             precision=env.precision, start_method=env.start_method,
+                             image_cache_dir=env.image_cache_dir)
     for f in feats.failures:
         env.failures[f.path] = f
+    tally_use(env.image_cache_use, feats.image_cache)
     extraction = feats.seconds if feats.cached else time.perf_counter() - start
     row = {p: i for i, p in enumerate(feats.paths)}
     embeddings = torch.from_numpy(feats.embeddings).float()
