@@ -5,6 +5,6 @@ The pipeline runs one way: files on disk -> :class:`~advisor.data.Dataset` ->
 :class:`~advisor.bench.BenchResult` -> HTML/JSON report.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["__version__"]

@@ -30,7 +30,7 @@ import torchvision
 from torch import nn
 from torchvision import transforms as T
 
-from advisor.utils import atomic_write, atomic_writer, cache_root
+from advisor.utils import atomic_write, atomic_writer, cache_root, notice, shown
 
 __all__ = [
     "Backbone",
@@ -440,12 +440,32 @@ def _info_cache_file() -> Path:
     return cache_root() / "backbones" / f"facts-torchvision-{torchvision.__version__}-timm.json"
 
 
+_INFO_VERSION = 1
+
+
+def _valid_fact(row: Any) -> bool:
+    return (isinstance(row, list) and len(row) == 5 and isinstance(row[0], str)
+            and all(isinstance(v, int) and v > 0 for v in row[1:4]) and isinstance(row[4], bool))
+
+
 @functools.lru_cache(maxsize=None)
 def _info_cache() -> dict[str, list]:
+    """The architecture facts on disk; a damaged, foreign or unreadable file is reported and rebuilt."""
+    path = _info_cache_file()
     try:
-        return json.loads(_info_cache_file().read_text())
-    except (OSError, ValueError):
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
         return {}
+    except (OSError, ValueError) as err:
+        notice(f"backbone facts cache {shown(path)} is unreadable ({getattr(err, 'strerror', None) or err}); "
+               "measuring the architectures again")
+        return {}
+    facts = data.get("facts") if isinstance(data, dict) and data.get("version") == _INFO_VERSION else None
+    if not isinstance(facts, dict) or not all(_valid_fact(v) for v in facts.values()):
+        notice(f"backbone facts cache {shown(path)} holds something else (another version, or damaged); "
+               "measuring the architectures again")
+        return {}
+    return facts
 
 
 def _static_info(name: str) -> tuple[str, int, int, int, bool]:
@@ -454,8 +474,8 @@ def _static_info(name: str) -> tuple[str, int, int, int, bool]:
     if name not in cache:
         cache[name] = list(_measure_info(name))
         try:
-            atomic_write(_info_cache_file(), json.dumps(cache))
-        except OSError:  # a read-only home only costs speed
+            atomic_write(_info_cache_file(), json.dumps({"version": _INFO_VERSION, "facts": cache}))
+        except OSError:  # a read-only cache only costs speed (the facts are measured again next time)
             pass
     source, num_params, dim, size, has_bn = cache[name]
     return source, int(num_params), int(dim), int(size), bool(has_bn)

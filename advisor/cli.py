@@ -5,12 +5,13 @@ Exit codes: 0 success, 1 a clear error (one line naming the file and the fix), 2
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import click
 
@@ -22,6 +23,7 @@ _STRATEGY_TEXT = {
     "freeze": "FREEZE the backbone and train a classifier on its features",
     "finetune": "FINE-TUNE the pretrained backbone",
     "not_worth_using": "The pretrained model is NOT WORTH USING: train from scratch or get more data",
+    "insufficient_data": "CANNOT MEASURE: too few images (see the reason below)",
 }
 
 
@@ -32,12 +34,17 @@ def _friendly_errors(fn: Callable) -> Callable:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from advisor.backbones import UnknownBackboneError, WeightsUnavailableError
         from advisor.data import DatasetError, ImageLoadError
+        from advisor.utils import OutputError, shown
 
         try:
             return fn(*args, **kwargs)
-        except (DatasetError, WeightsUnavailableError, UnknownBackboneError, ImageLoadError,
+        except (DatasetError, WeightsUnavailableError, UnknownBackboneError, ImageLoadError, OutputError,
                 FileNotFoundError, ValueError) as err:
             raise click.ClickException(str(err)) from None
+        except OSError as err:  # anything else the system refused: name the file, never a traceback
+            where = f" {shown(err.filename)}" if err.filename else ""
+            raise click.ClickException(f"{err.strerror or err}{where}: check the path and its permissions, "
+                                       "or the free disk space") from None
         except KeyboardInterrupt:
             click.echo("\ninterrupted: finished work is saved; run the same command again to resume", err=True)
             sys.exit(130)
@@ -58,8 +65,34 @@ def _echo_json(obj: Any) -> None:
     click.echo(json.dumps(json_clean(obj), indent=2, allow_nan=False))
 
 
+def _version_text() -> str:
+    """advisor's version, the libraries its numbers depend on, and the device a run would use."""
+    import torch  # here, not at the top: the other commands do not pay for it at start-up
+
+    from advisor.runtime import resolve_device
+    from advisor.utils import versions
+
+    v = versions()
+    device = resolve_device("auto")
+    where = device.type
+    if device.type == "cuda":
+        where += f" ({torch.cuda.get_device_name(device)}, {torch.cuda.device_count()} visible)"
+    cuda = f" (CUDA {torch.version.cuda})" if torch.version.cuda else ""
+    return (f"advisor {__version__} (python {v['python']})\n"
+            f"torch {torch.__version__}{cuda}, torchvision {v['torchvision']}\n"
+            f"device: {where}")
+
+
+def _show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(_version_text())
+        ctx.exit()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="advisor")
+# A plain option: click.version_option replaces any callback with its own fixed message.
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_show_version,
+              help="Show the versions of advisor, torch and torchvision, and the device, then exit.")
 def main() -> None:
     """Should you use an ImageNet-pretrained CNN on your images, and how?
 
@@ -115,6 +148,51 @@ def weights_import(name: str, file: str) -> None:
 # --------------------------------------------------------------------------- shared options
 
 
+def _executor_options(fn: Callable) -> Callable:
+    ray = "With --executor ray: "
+    options = [
+        click.option("--executor", "executor_name", default="local", show_default=True,
+                     type=click.Choice(["local", "ray"]),
+                     help="Where the work runs: this process, or one Ray task per run (bench) or backbone "
+                          "(recommend). Ray: pip install 'transfer-advisor[ray]'."),
+        click.option("--address", help=ray + "the cluster: auto, HOST:6379 or ray://HOST:10001 (default: "
+                                             "$RAY_ADDRESS, else a local Ray instance for this command)."),
+        click.option("--cpus-per-run", type=click.FloatRange(0, min_open=True), help=ray + "CPUs per task [default: 1]."),
+        click.option("--gpus-per-run", type=click.FloatRange(0),
+                     help=ray + "GPUs per task, fractions share a GPU [default: 1 where the cluster has GPUs, else 0]."),
+        click.option("--threads-per-run", type=click.IntRange(1),
+                     help="torch threads of each run (default: --cpus-per-run with ray, torch's own with local); "
+                          "the same value gives the same numbers with either executor on a CPU."),
+        click.option("--max-retries", type=click.IntRange(0),
+                     help=ray + "reruns of a task whose worker or node died, then it is recorded as failed [default: 2]."),
+        click.option("--ship-data", is_flag=True,
+                     help=ray + "send the images (under 1 GB) through Ray's object store, for clusters without a "
+                                "shared filesystem."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _executor(name: str, address: str | None, cpus_per_run: float | None, gpus_per_run: float | None,
+              threads_per_run: int | None, max_retries: int | None, ship_data: bool) -> Any:
+    from advisor.bench.executors import make_executor
+
+    return make_executor(name, address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
+                         threads_per_run=threads_per_run, max_retries=max_retries, ship_data=ship_data)
+
+
+@contextlib.contextmanager
+def _cluster_errors() -> Iterator[None]:
+    """A Ray that is missing or a cluster that cannot be reached: one line, exit 1."""
+    from advisor.bench.executors import ExecutorError
+
+    try:
+        yield
+    except ExecutorError as err:
+        raise click.ClickException(str(err)) from None
+
+
 def _profile_options(fn: Callable) -> Callable:
     options = [
         click.option("--backbones", "backbones", help="Comma-separated backbone names (default: available ones)."),
@@ -130,7 +208,7 @@ def _profile_options(fn: Callable) -> Callable:
                      help="Do not read or write the feature and decoded-image caches (images are decoded on the fly)."),
         click.option("--reference", type=click.Path(dir_okay=False),
                      help="Reference statistics from `advisor reference build` (adds a Frechet distance)."),
-        click.option("--out", default="reports", show_default=True, type=click.Path(file_okay=False), help="Report folder."),
+        click.option("--out", default="reports", show_default=True, type=click.Path(), help="Report folder."),
         click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bars."),
     ]
@@ -179,6 +257,9 @@ def _print_recommendation(result: dict[str, Any], html: Path) -> None:
     click.echo(f"  case: {rec['case']}; backbone: {rec['backbone']}; confidence {rec['confidence']:.2f}")
     best = next(b for b in result["backbones"] if b["name"] == rec["backbone"])
     t = best["transferability"]
+    if not axes:  # too few images: the reason is the answer
+        click.echo(f"  {rec['reasons'][0]}\n\nreport: {html}")
+        return
     click.echo(f"  images per class {axes['size']['value']:.0f} (threshold {axes['size']['threshold']:.0f}) | "
                f"similarity {axes['similarity']['value']:.2f} (threshold {axes['similarity']['threshold']:.2f}) | "
                f"frozen probe {t.get('linear_probe', float('nan')):.1%} vs pixels {t.get('pixel_linear_probe', float('nan')):.1%}")
@@ -193,9 +274,11 @@ def _print_recommendation(result: dict[str, Any], html: Path) -> None:
 @main.command("recommend")
 @click.argument("data", default="data", type=click.Path())
 @_profile_options
+@_executor_options
 @_friendly_errors
 def recommend_cmd(data, backbones, per_class, sample_size, image_size, device, seed, weights,
-                  config_file, threshold, no_cache, reference, out, as_json, quiet) -> None:
+                  config_file, threshold, no_cache, reference, out, as_json, quiet, executor_name, address,
+                  cpus_per_run, gpus_per_run, threads_per_run, max_retries, ship_data) -> None:
     """Profile DATA (default ./data), advise freeze / fine-tune / not worth using, write a report.
 
     DATA holds one folder per class, or train/ and val/ folders that each hold one per class.
@@ -204,7 +287,10 @@ def recommend_cmd(data, backbones, per_class, sample_size, image_size, device, s
 
     th = _thresholds(config_file, threshold)
     config = _profile_config(per_class, sample_size, image_size, device, seed, weights, no_cache, reference)
-    job = run_recommend(data, _csv(backbones), config=config, thresholds=th, out=out, progress=not quiet)
+    executor = _executor(executor_name, address, cpus_per_run, gpus_per_run, threads_per_run, max_retries, ship_data)
+    with _cluster_errors():
+        job = run_recommend(data, _csv(backbones), config=config, thresholds=th, out=out, progress=not quiet,
+                            executor=executor)
     if as_json:
         _echo_json(job.result)
     else:
@@ -221,6 +307,18 @@ def _epochs(_ctx: click.Context, _param: click.Parameter, value: str) -> int | s
     if text.isdigit() and int(text) >= 1:
         return int(text)
     raise click.BadParameter(f"{value!r} is neither 'auto' nor a whole number >= 1")
+
+
+def _fractions(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[float, ...]:
+    if not value:
+        return (1.0,)
+    try:
+        values = tuple(float(v) for v in _csv(value) or ())
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of numbers, e.g. 0.25,0.5,1") from None
+    if not values or not all(0 < v <= 1 for v in values):
+        raise click.BadParameter(f"fractions must lie in (0, 1], got {value!r}")
+    return values
 
 
 def _bench_options(fn: Callable) -> Callable:
@@ -241,6 +339,9 @@ def _bench_options(fn: Callable) -> Callable:
         click.option("--margin", default=0.02, show_default=True, type=click.FloatRange(0, 1),
                      help="Accuracy margin of the cost-aware verdict."),
         click.option("--max-per-class", type=click.IntRange(1), help="Cap training images per class (quick runs)."),
+        click.option("--fractions", callback=_fractions, metavar="F,F,...",
+                     help="Also train on nested, class-stratified fractions of the training split, e.g. "
+                          "0.25,0.5,1: fitted learning curves and where more data would change the answer."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -251,10 +352,12 @@ def _bench_options(fn: Callable) -> Callable:
 @click.argument("data", default="data", type=click.Path())
 @_profile_options
 @_bench_options
+@_executor_options
 @_friendly_errors
 def bench_cmd(data, backbones, per_class, sample_size, image_size, device, seed, weights, config_file,
               threshold, no_cache, reference, out, as_json, quiet, strategies, epochs, max_epochs, patience, batch_size,
-              seeds, tune, margin, max_per_class) -> None:
+              seeds, tune, margin, max_per_class, fractions, executor_name, address, cpus_per_run, gpus_per_run,
+              threads_per_run, max_retries, ship_data) -> None:
     """Train each strategy on DATA for each backbone, compare, and check the advice.
 
     Finished runs are saved as they end: interrupt at any time and run the same command again.
@@ -270,10 +373,12 @@ def bench_cmd(data, backbones, per_class, sample_size, image_size, device, seed,
         strategies=tuple(_csv(strategies) or ()), epochs=epochs, image_size=image_size, batch_size=batch_size,
         seeds=tuple(range(seed, seed + seeds)), device=device, tune=tune, margin=margin, max_epochs=max_epochs,
         patience=patience, cache_dir=pconfig.cache_dir, image_cache_dir=pconfig.image_cache_dir,
-        max_per_class=max_per_class, weights=pconfig.weights,
+        max_per_class=max_per_class, fractions=fractions, weights=pconfig.weights,
     )
-    job = run_bench(data, _csv(backbones), config=config, profile_config=pconfig, thresholds=th, out=out,
-                    progress=not quiet)
+    executor = _executor(executor_name, address, cpus_per_run, gpus_per_run, threads_per_run, max_retries, ship_data)
+    with _cluster_errors():
+        job = run_bench(data, _csv(backbones), config=config, profile_config=pconfig, thresholds=th, out=out,
+                        progress=not quiet, executor=executor)
     if as_json:
         _echo_json(job.result)
     else:
@@ -403,14 +508,23 @@ def reference_build(folder: str, backbone: str, sample_size: int, out: str | Non
 @main.command("demo")
 @click.option("--dataset", "name", default="digits", show_default=True,
               type=click.Choice(["digits", "photos", "microscopy"]), help="Which embedded dataset.")
-@click.option("--out", default="reports", show_default=True, type=click.Path(file_okay=False))
+@click.option("--out", default="reports", show_default=True, type=click.Path())
 @click.option("--per-class", default=40, show_default=True, type=click.IntRange(4), help="Images per class.")
-@click.option("--epochs", default=8, show_default=True, type=click.IntRange(1))
-@click.option("--image-size", type=click.IntRange(16, 1024),
-              help="Crop size of the bench (default: the backbone's native size, as the advice assumes).")
+@click.option("--epochs", default="auto", show_default=True, callback=_epochs,
+              help="'auto' (early stopping) or a fixed number of epochs for the bench.")
+@click.option("--max-epochs", default=20, show_default=True, type=click.IntRange(1),
+              help="With --epochs auto: the most any strategy may train (the demo's budget).")
+@click.option("--image-size", default=112, show_default=True, type=click.IntRange(16, 1024),
+              help="Crop size of the bench (the digits are 8x8 images: 112 px holds all they have; the profile "
+                   "stays at the backbone's native size, where the similarity is calibrated).")
+@click.option("--weights", "weights", default="imagenet", show_default=True, type=click.Choice(["imagenet", "random"]),
+              help="random: a smoke run of the whole pipeline, whose verdict means nothing.")
+@click.option("--profile-size", type=click.IntRange(16, 1024),
+              help="Crop size of the profile (default: native; smaller is faster but uncalibrated).")
 @click.option("--quiet", "-q", is_flag=True)
 @_friendly_errors
-def demo_cmd(name: str, out: str, per_class: int, epochs: int, image_size: int | None, quiet: bool) -> None:
+def demo_cmd(name: str, out: str, per_class: int, epochs: int | str, max_epochs: int, image_size: int,
+             weights: str, profile_size: int | None, quiet: bool) -> None:
     """Run recommend, then bench, on an embedded dataset (no download needed)."""
     from advisor.bench import BenchConfig
     from advisor.demo import make_demo
@@ -419,11 +533,13 @@ def demo_cmd(name: str, out: str, per_class: int, epochs: int, image_size: int |
 
     root = make_demo(Path(out) / "demo-data", name, per_class=per_class)
     click.echo(f"demo dataset: {root} (embedded {name}, {per_class} images per class)")
-    pconfig = ProfileConfig(per_class=per_class)  # native size: where the similarity is calibrated
+    pweights = None if weights == "random" else "imagenet"
+    pconfig = ProfileConfig(per_class=per_class, image_size=profile_size, weights=pweights)
     job = run_recommend(root, ["efficientnet_lite0"], config=pconfig, out=out, progress=not quiet)
     _print_recommendation(job.result, job.html)
-    click.echo("\nbenchmarking freeze / finetune / scratch to check the advice...")
-    config = BenchConfig(epochs=epochs, image_size=image_size, batch_size=32)
+    click.echo(f"\nbenchmarking freeze / finetune / scratch at {image_size} px to check the advice...")
+    config = BenchConfig(epochs=epochs, max_epochs=max_epochs, image_size=image_size, batch_size=32,
+                         weights=pweights)
     job = run_bench(root, ["efficientnet_lite0"], config=config, profile_config=pconfig, out=out,
                     progress=not quiet)
     _print_bench(job.result, job.html)

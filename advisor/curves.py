@@ -436,6 +436,7 @@ def fit_learning_curve(
     n_boot: int = 200,
     level: float = 0.9,
     seed: int | Sequence[int] = 0,
+    chance: float | None = None,
 ) -> CurveFit:
     """Fit ``err(n) = a * n**(-b) + c`` to accuracies measured at several images per class.
 
@@ -466,6 +467,10 @@ def fit_learning_curve(
         level: Coverage of the bands (0.9: 5th to 95th percentile).
         seed: Seed of the bootstrap (an int, or a sequence of ints as numpy's
             ``default_rng`` takes).
+        chance: Accuracy of guessing (the majority class). A size whose mean accuracy is within
+            two standard errors of it is shown but not fitted (its point says ``at_chance``): a
+            network that has not started to learn is not on the law's curve (a network trained
+            from scratch on a few images per class sits there, then jumps).
 
     Returns:
         A :class:`CurveFit`.
@@ -487,12 +492,19 @@ def fit_learning_curve(
         raise ValueError(f"n_val must be a positive number of validation images, got {n_val}")
     n, acc, s, r = _validate(sizes, accuracies, std, n_runs)
     sizes_u, means, stds, counts, runs = _summarise(n, acc, s, r)
+    learning = np.ones(sizes_u.size, dtype=bool)
+    if chance is not None:
+        floor = _std_floor(np.full(sizes_u.size, float(chance)), n_val)
+        learning = means > float(chance) + 2.0 * floor
     points = tuple(
-        {"images_per_class": _plain(x), "accuracy": float(m), "std": float(sd), "n_runs": int(k)}
-        for x, m, sd, k in zip(sizes_u, means, stds, counts)
+        {"images_per_class": _plain(x), "accuracy": float(m), "std": float(sd), "n_runs": int(k),
+         **({} if ok else {"at_chance": True})}
+        for x, m, sd, k, ok in zip(sizes_u, means, stds, counts, learning)
     )
-    if sizes_u.size < 3:
+    if learning.sum() < 3:
         return CurveFit(backbone, strategy, points, None, (), None, level)
+    sizes_u, means, stds, counts = sizes_u[learning], means[learning], stds[learning], counts[learning]
+    runs = [r_ for r_, ok in zip(runs, learning) if ok]
 
     se_runs = stds / np.sqrt(counts)
     sigma = np.maximum(se_runs, _std_floor(means, n_val))
@@ -690,6 +702,7 @@ def curves_from_runs(
     n_boot: int = 200,
     seed: int = 0,
     scratch: str = "scratch",
+    chance: float | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """The benchmark's ``data_size`` block: one fitted curve per (backbone, strategy), and crossings.
 
@@ -708,6 +721,8 @@ def curves_from_runs(
         n_boot: Bootstrap replicates per curve.
         seed: Seed of the bootstraps (each curve draws its own stream from it).
         scratch: Name of the strategy that starts from random weights.
+        chance: Accuracy of guessing; sizes at chance level are not fitted (see
+            :func:`fit_learning_curve`).
 
     Returns:
         ``{"curves": [CurveFit.to_dict(), ...], "crossings": [Crossing.to_dict(), ...]}``,
@@ -732,7 +747,7 @@ def curves_from_runs(
         sizes, accs = zip(*rows)
         fits[(backbone, strategy)] = fit_learning_curve(
             sizes, accs, n_val=n_val, backbone=backbone, strategy=strategy, n_boot=n_boot,
-            seed=_group_seed(seed, backbone, strategy),
+            seed=_group_seed(seed, backbone, strategy), chance=chance,
         )
     crossings = []
     for backbone in dict.fromkeys(b for b, _ in fits):

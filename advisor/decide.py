@@ -39,12 +39,22 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from advisor.bench.strategies import suggested_settings
-from advisor.profile import BackboneProfile, Profile
+from advisor.curves import MAX_FACTOR, CurveFit, PowerLaw
+from advisor.profile import BackboneProfile, DatasetSummary, Profile
 
-__all__ = ["CASES", "STRATEGIES", "Recommendation", "Thresholds", "load_thresholds", "recommend"]
+__all__ = ["CASES", "STRATEGIES", "Recommendation", "Thresholds", "insufficient_data", "load_thresholds", "recommend"]
 
-STRATEGIES = ("freeze", "finetune", "not_worth_using")
+STRATEGIES = ("freeze", "finetune", "not_worth_using", "insufficient_data")
+
+#: The least data that can be measured at all: per class, images to train on and to check on
+#: (a flat folder is split, so it needs both), and images in all. Below these no strategy can be
+#: compared and the advice says so instead of guessing.
+MIN_TRAIN_PER_CLASS = 2
+MIN_HELD_OUT_PER_CLASS = 1
+MIN_IMAGES = 5
 
 #: (enough data, similar) -> (strategy, case sentence)
 CASES: dict[tuple[bool, bool], tuple[str, str]] = {
@@ -65,8 +75,9 @@ class Thresholds:
             fine-tuning stops overfitting a small backbone's head-start away on 10-class data.
         similarity: Similarity score at and above which the data counts as similar to
             ImageNet; the score's calibration puts 0.5 midway between near and far data.
-        curve_slope: Accuracy gained per doubling of the sample at the end of the frozen
-            probe's learning curve above which more data still pays (the data is "little").
+        curve_slope: Accuracy gained per doubling of data, read off the frozen probe's fitted
+            learning curve at the data's size, above which more data still pays (the data is
+            "little").
         pixel_margin: A frozen probe within this of the raw-pixel probe adds nothing over pixels.
         min_skill: Frozen-probe skill (0 at chance, 1 when perfect) below which the features
             carry too little of the labels' signal: with no lead over pixels either, the
@@ -75,10 +86,16 @@ class Thresholds:
             domain gap: with little data, the pretrained network beats itself trained from
             scratch (digits, 40 per class: skill 92 %; fine-tune 96 %, scratch 79 %).
         finetune_images_per_class: On little, different data whose features transfer, the
-            fewest images per class at which fine-tuning beats freezing (digits at 224 px:
-            10 per class freeze 80 % vs fine-tune 40 %; 20 per class 78 % vs 90 %).
+            fewest images per class at which fine-tuning beats freezing by more than the bench's
+            tolerance. Measured with the 0.2 bench (early stopping, honest splits, lite0,
+            ``benchmarks/learning_curves.py`` and ``benchmarks/budget.py``): digits at 112 px,
+            10 per class freeze 90.0 % vs fine-tune 55.0 %, 20 per class 87.5 % vs 82.5 %,
+            40 per class 87.5 % vs 93.8 %; calibration/cifar10 (30 per class) 61.0 % vs
+            47.0 %, calibration/magnetic_tile (35 per class) 68.0 % vs 65.0 %: freezing wins
+            below 40.
         probe_ceiling: A frozen-probe accuracy at or above this leaves fine-tuning too little
-            room to win by more than the benchmark's margin.
+            room to win by more than the benchmark's tolerance, whatever the case
+            (calibration/bccd_cells: probe 98.7 %, bench freeze 100 % vs fine-tune 98.9 %).
     """
 
     images_per_class: float = 100.0
@@ -87,7 +104,7 @@ class Thresholds:
     pixel_margin: float = 0.02
     min_skill: float = 0.25
     transfer_skill: float = 0.5
-    finetune_images_per_class: float = 15.0
+    finetune_images_per_class: float = 40.0
     probe_ceiling: float = 0.98
 
     def to_dict(self) -> dict[str, float]:
@@ -111,7 +128,10 @@ def load_thresholds(path: str | os.PathLike) -> Thresholds:
         raise ValueError(f"cannot read config file {p}: {err.strerror}") from err
     try:
         if p.suffix.lower() == ".toml":
-            import tomllib
+            try:
+                import tomllib
+            except ModuleNotFoundError:  # Python 3.10: the same parser, from PyPI
+                import tomli as tomllib
 
             data = tomllib.loads(text)
         else:
@@ -128,7 +148,8 @@ class Recommendation:
     """The advice.
 
     Attributes:
-        strategy: ``"freeze"``, ``"finetune"`` or ``"not_worth_using"``.
+        strategy: ``"freeze"``, ``"finetune"`` or ``"not_worth_using"``; ``"insufficient_data"``
+            when there are too few images to measure anything (:func:`insufficient_data`).
         case: The document's case the data falls into (after evidence overrides, the case
             whose strategy was chosen is still the measured one; see ``overrides``).
         backbone: The best backbone for the strategy.
@@ -139,6 +160,8 @@ class Recommendation:
         settings: Suggested training settings for the strategy.
         overrides: Evidence rules that changed the grid's answer.
         thresholds: The thresholds used.
+        data_size: The frozen probe's learning curve, its fitted law, predictions at 2x and 4x
+            the sample, and ``flips_at``: where the advice would change (``None`` if not within 4x).
     """
 
     strategy: str
@@ -151,6 +174,7 @@ class Recommendation:
     settings: dict[str, Any]
     overrides: tuple[str, ...] = ()
     thresholds: dict[str, float] = field(default_factory=dict)
+    data_size: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -198,16 +222,31 @@ def _distance(value: float, threshold: float, *, log: bool, span: float) -> floa
     return float(min(1.0, d))
 
 
+def _gain_per_doubling(law: PowerLaw, n: float) -> float:
+    """The law's slope at ``n`` in accuracy per doubling: ``d acc / d log2(n) = ln 2 * a * b * n**-b``.
+
+    A local slope, so reading it at ``n`` needs the law at ``n`` alone (never beyond 4x).
+    """
+    return float(math.log(2.0) * law.a * law.b * n ** (-law.b))
+
+
 def _size_axis(profile: Profile, best: BackboneProfile, th: Thresholds) -> dict[str, Any]:
+    """Median training images per class, corrected by the fitted frozen-probe learning curve.
+
+    The curve is measured on the profiled sample; its fitted law is read at the data's own size
+    when that lies within 4x of the curve's largest point (no further extrapolation): a slope of
+    more than ``curve_slope`` per doubling there means more data would still pay, so the data
+    counts as "little" whatever its count.
+    """
     ds = profile.dataset
     counts = ds.splits.get("train") if ds.splits.get("train") else ds.class_counts
     nonzero = [c for c in counts.values() if c > 0]
     median = float(statistics.median(nonzero)) if nonzero else 0.0
-    slope = best.curve_slope
-    # The curve runs over the profiled sample: its slope speaks for the whole dataset only
-    # when the sample holds (nearly) all of it; a capped sample's curve says nothing of the rest.
-    covered = best.n_sample >= 0.8 * sum(nonzero)
-    rising = covered and slope is not None and math.isfinite(slope) and slope > th.curve_slope
+    fit = CurveFit.from_dict(best.curve_fit) if best.curve_fit else None
+    slope = None
+    if fit is not None and fit.law is not None and 0 < median <= MAX_FACTOR * fit.max_images_per_class:
+        slope = _gain_per_doubling(fit.law, median)
+    rising = slope is not None and slope > th.curve_slope
     enough = median >= th.images_per_class and not rising
     return {
         "value": median,
@@ -215,9 +254,169 @@ def _size_axis(profile: Profile, best: BackboneProfile, th: Thresholds) -> dict[
         "enough": bool(enough),
         "curve_slope": slope,
         "curve_rising": bool(rising),
-        "curve_covers_dataset": bool(covered),
+        "curve_reaches_data": slope is not None,
         "label": "enough data" if enough else "little data",
     }
+
+
+def _decide(enough: bool, similar: bool, size_value: float, evidence: dict[str, float] | None,
+            th: Thresholds) -> tuple[str, list[str], list[str], float | None]:
+    """The grid's case, then the evidence overrides: (strategy, overrides, reasons, margin confidence).
+
+    ``evidence`` holds the frozen probe, the raw-pixel probe and chance (``None`` without them).
+    A pure function of the axes, so that the advice at another data size can be asked for.
+    """
+    strategy, _case = CASES[(enough, similar)]
+    overrides: list[str] = []
+    reasons: list[str] = []
+    margin_conf = None
+    if evidence is None:
+        return strategy, overrides, reasons, margin_conf
+    probe, pixels, chance = evidence["probe"], evidence["pixels"], evidence["chance"]
+    gap = probe - pixels
+    skill = (probe - chance) / (1 - chance)  # 0 at chance, 1 when perfect
+    if gap <= th.pixel_margin and enough:
+        changed = strategy != "not_worth_using"
+        strategy = "not_worth_using"
+        if changed:
+            overrides.append("features_add_nothing")
+        reasons.append(
+            ("Override: t" if changed else "T")
+            + f"he frozen features are no better than raw pixels ({gap * 100:+.1f} points <= "
+            f"{th.pixel_margin * 100:.0f}) and there is enough data: the same network trained from scratch "
+            "catches up (measured on 180 digits per class: scratch 98.3 % against fine-tuning 98.9 %)."
+        )
+        margin_conf = _distance(gap, th.pixel_margin, log=False, span=0.1)
+    elif skill < th.min_skill and gap <= th.pixel_margin and strategy == "freeze":
+        strategy = "not_worth_using"
+        overrides.append("features_add_nothing")
+        reasons.append(
+            f"Override: the frozen features carry little of the labels' signal ({skill:.0%} < "
+            f"{th.min_skill:.0%}) and no more than raw pixels, so the pretrained model is not worth using."
+        )
+        margin_conf = _distance(skill, th.min_skill, log=False, span=0.25)
+    elif strategy == "not_worth_using" and skill >= th.transfer_skill:
+        overrides.append("features_transfer")
+        ceiling = probe >= th.probe_ceiling
+        tunable = size_value >= th.finetune_images_per_class and not ceiling
+        strategy = "finetune" if tunable else "freeze"
+        if ceiling:
+            overrides.append("probe_ceiling")
+        reasons.append(
+            f"Override: despite the domain gap the frozen features already separate the classes "
+            f"({skill:.0%} >= {th.transfer_skill:.0%} of the way from chance to perfect), so the pretrained "
+            "model is worth using: the same network trained from scratch on this little data falls behind "
+            "(measured on 7 datasets: scratch 9 to 66 points below the best pretrained strategy). "
+            + (f"The frozen probe already reaches {probe:.1%} (>= {th.probe_ceiling:.0%}): fine-tuning has too "
+               "little room to win, so freeze." if ceiling else
+               f"With {size_value:.0f} images per class (>= {th.finetune_images_per_class:.0f}), fine-tuning "
+               "adapts the features to the new domain (measured on digits, 40 per class: fine-tune 93.8 %, "
+               "freeze 87.5 %)." if tunable else
+               f"With {size_value:.0f} images per class (< {th.finetune_images_per_class:.0f}), fine-tuning "
+               "does not beat a classifier on the frozen features (measured: digits 20 per class 82.5 % vs "
+               "87.5 %, cifar10 30 per class 47 % vs 61 %, magnetic_tile 35 per class 65 % vs 68 %), so freeze.")
+            + (f" Raw pixels do as well ({pixels:.1%}): a small model on pixels is a cheaper alternative."
+               if gap <= th.pixel_margin else "")
+        )
+        margin_conf = _distance(skill, th.transfer_skill, log=False, span=0.4)
+    elif strategy == "finetune" and probe >= th.probe_ceiling:
+        strategy = "freeze"
+        overrides.append("probe_ceiling")
+        reasons.append(
+            f"Override: the frozen probe already reaches {probe:.1%} (>= {th.probe_ceiling:.0%}); fine-tuning "
+            "cannot win by more than a couple of points and costs far more, so freeze."
+        )
+        margin_conf = _distance(probe, th.probe_ceiling, log=False, span=0.02)
+    elif strategy == "not_worth_using":
+        reasons.append(
+            f"The frozen features carry too little of the labels' signal ({skill:.0%} < "
+            f"{th.transfer_skill:.0%}) to make up for the domain gap, which confirms the case."
+        )
+    return strategy, overrides, reasons, margin_conf
+
+
+def _advice_at(n: float, law: PowerLaw, similar: bool, evidence: dict[str, float] | None, th: Thresholds,
+               n_max: float) -> str | None:
+    """The advice with ``n`` images per class, the frozen probe read off ``law``; ``None`` beyond
+    the 4x range the law may be read in."""
+    if n > MAX_FACTOR * n_max * (1 + 1e-9):
+        return None
+    enough = n >= th.images_per_class and _gain_per_doubling(law, n) <= th.curve_slope
+    moved = None if evidence is None else {**evidence, "probe": float(law.accuracy(n))}
+    return _decide(enough, similar, n, moved, th)[0]
+
+
+def _data_size(best: BackboneProfile, size: dict[str, Any], similar: bool, evidence: dict[str, float] | None,
+               strategy: str, th: Thresholds) -> dict[str, Any] | None:
+    """The recommend JSON's ``data_size``: the probe curve, its fit, predictions at 2x and 4x, and
+    the data size (within 4x of the curve) at which the advice would change, with a band."""
+    if not best.curve_fit:
+        return None
+    fit = CurveFit.from_dict(best.curve_fit)
+    block = {"probe_curve": [{k: p.get(k) for k in ("images_per_class", "accuracy", "std")}
+                             for p in best.learning_curve],
+             "fit": fit.law.to_dict() if fit.law else None,
+             "predicted": [p.to_dict() for p in fit.predicted], "flips_at": None}
+    if fit.law is None:
+        return block
+    n_max, n0 = fit.max_images_per_class, max(1.0, float(size["value"]))
+    grid = np.geomspace(n0, MAX_FACTOR * n_max, 120) if n0 < MAX_FACTOR * n_max else np.empty(0)
+
+    def first_flip(law: PowerLaw) -> tuple[float, str] | None:
+        for n in grid:
+            advice = _advice_at(float(n), law, similar, evidence, th, n_max)
+            if advice is None:
+                return None
+            if advice != strategy:
+                return float(n), advice
+        return None
+
+    flip = first_flip(fit.law)
+    if flip is None:
+        return block
+    others = [first_flip(PowerLaw(*row)) for row in fit.bootstrap] if len(fit.bootstrap) else []
+    ns = np.array([o[0] for o in others if o is not None and o[1] == flip[1]])
+    low = high = None
+    if ns.size:
+        low = int(round(float(np.percentile(ns, 5))))
+        # replicates that never flip within range push the band's top beyond it
+        high = None if ns.size < 0.95 * len(others) else int(round(float(np.percentile(ns, 95))))
+    block["flips_at"] = {"images_per_class": int(round(flip[0])), "low": low, "high": high, "to": flip[1]}
+    return block
+
+
+def insufficient_data(dataset: DatasetSummary) -> list[str]:
+    """What is missing before anything can be measured: one phrase per short class (empty: enough).
+
+    A flat folder needs ``MIN_TRAIN_PER_CLASS + MIN_HELD_OUT_PER_CLASS`` images per class (it is
+    split); a folder with ``train/`` and ``val/`` (or ``test/``) needs ``MIN_TRAIN_PER_CLASS`` in
+    train and ``MIN_HELD_OUT_PER_CLASS`` in the held-out split per class; and ``MIN_IMAGES`` in all.
+
+    Example:
+        >>> ds = DatasetSummary(path="/d", layout="flat", n_images=4, n_classes=2, class_counts={"a": 3, "b": 1},
+        ...                     splits={}, per_class={}, imbalance_ratio=3.0, skipped=(), empty_classes=(),
+        ...                     image_stats={}, fingerprint="x")
+        >>> insufficient_data(ds)
+        ["class 'b' has 1 image, needs 3 (2 to train on, 1 to check on)", 'the dataset has 4 images, needs at least 5']
+    """
+    short = []
+    held = next((ds for name, ds in dataset.splits.items() if name in ("val", "test")), None)
+    train = dataset.splits.get("train")
+    if dataset.layout == "split" and train is not None and held is not None:
+        for cls in dataset.class_counts:
+            n_train, n_held = train.get(cls, 0), held.get(cls, 0)
+            if n_train < MIN_TRAIN_PER_CLASS or n_held < MIN_HELD_OUT_PER_CLASS:
+                short.append(f"class {cls!r} has {n_train} training and {n_held} held-out image(s), needs "
+                             f"{MIN_TRAIN_PER_CLASS} and {MIN_HELD_OUT_PER_CLASS}")
+    else:
+        need = MIN_TRAIN_PER_CLASS + MIN_HELD_OUT_PER_CLASS
+        for cls, n in dataset.class_counts.items():
+            if n < need:
+                short.append(f"class {cls!r} has {n} image{'s' if n != 1 else ''}, needs {need} "
+                             f"({MIN_TRAIN_PER_CLASS} to train on, {MIN_HELD_OUT_PER_CLASS} to check on)")
+    if dataset.n_images < MIN_IMAGES:
+        short.append(f"the dataset has {dataset.n_images} images, needs at least {MIN_IMAGES}")
+    return short
 
 
 def recommend(profile: Profile, *, thresholds: Thresholds = Thresholds()) -> Recommendation:
@@ -237,6 +436,19 @@ def recommend(profile: Profile, *, thresholds: Thresholds = Thresholds()) -> Rec
     th = thresholds
     ranked = _rank(profile.backbones)
     best = ranked[0]
+    missing = insufficient_data(profile.dataset)
+    if missing:
+        return Recommendation(
+            strategy="insufficient_data", case="too few images to measure", backbone=best.name, confidence=0.0,
+            reasons=(f"Too few images to measure anything: {'; '.join(missing)}. No strategy can be compared on "
+                     "this: add images to the classes named (a few dozen per class make a first answer possible), "
+                     "then run advisor again.",),
+            axes={}, ranking=tuple({"backbone": b.name, "score": b.transferability.get("linear_probe"),
+                                    "linear_probe": b.transferability.get("linear_probe"),
+                                    "logme": b.transferability.get("logme"), "similarity": b.similarity}
+                                   for b in ranked),
+            settings={}, thresholds=th.to_dict(),
+        )
     t = best.transferability
     size = _size_axis(profile, best, th)
     sim_value = best.similarity
@@ -247,13 +459,13 @@ def recommend(profile: Profile, *, thresholds: Thresholds = Thresholds()) -> Rec
         "similar": bool(similar),
         "label": "similar to ImageNet" if similar else "different from ImageNet",
     }
-    strategy, case = CASES[(size["enough"], similar)]
+    _, case = CASES[(size["enough"], similar)]
     reasons = [
         f"{_sentence(size['label'])}: median {size['value']:.0f} training images per class "
         f"({'at or above' if size['value'] >= th.images_per_class else 'below'} the threshold of "
         f"{th.images_per_class:.0f})" + (
-            f", and the frozen probe's learning curve is still rising by {size['curve_slope']:+.1%} "
-            f"per doubling of data (threshold {th.curve_slope:.0%})" if size["curve_rising"] else "") + ".",
+            f", and the frozen probe's fitted learning curve still gains {size['curve_slope']:+.1%} "
+            f"per doubling of data there (threshold {th.curve_slope:.0%})" if size["curve_rising"] else "") + ".",
         f"{_sentence(similarity['label'])}: similarity {sim_value:.2f} on {best.name} "
         f"(threshold {th.similarity:.2f}; " + ", ".join(
             f"{k.replace('_', ' ')} {v:.3g}" for k, v in best.signals.items()
@@ -265,70 +477,21 @@ def recommend(profile: Profile, *, thresholds: Thresholds = Thresholds()) -> Rec
             f"Warning: {len(untrainable)} class(es) have no training images ({', '.join(untrainable[:5])}"
             f"{', ...' if len(untrainable) > 5 else ''}): no strategy can learn them; add images to train/."
         )
-    overrides: list[str] = []
     probe, pixels, chance = t.get("linear_probe"), t.get("pixel_linear_probe"), t.get("chance")
-    evidence = all(v is not None and math.isfinite(v) for v in (probe, pixels, chance)) and chance < 1
-    margin_conf = None
-    if evidence:
-        gap = probe - pixels
-        skill = (probe - chance) / (1 - chance)  # 0 at chance, 1 when perfect
+    evidence = ({"probe": probe, "pixels": pixels, "chance": chance}
+                if all(v is not None and math.isfinite(v) for v in (probe, pixels, chance)) and chance < 1 else None)
+    if evidence is not None:
+        gap, skill = probe - pixels, (probe - chance) / (1 - chance)
         reasons.append(
             f"Frozen {best.name} features reach {probe:.1%} with a linear probe (chance {chance:.1%}, so "
             f"{skill:.0%} of the way from chance to perfect), against {pixels:.1%} on raw pixels "
             f"({gap * 100:+.1f} points)."
         )
-        if gap <= th.pixel_margin and size["enough"]:
-            changed = strategy != "not_worth_using"
-            strategy = "not_worth_using"
-            if changed:
-                overrides.append("features_add_nothing")
-            reasons.append(
-                ("Override: t" if changed else "T")
-                + f"he frozen features are no better than raw pixels ({gap * 100:+.1f} points <= "
-                f"{th.pixel_margin * 100:.0f}) and there is enough data: the same network trained from scratch "
-                "catches up (measured on 180 digits per class: scratch 98.3 % against fine-tuning 98.9 %)."
-            )
-            margin_conf = _distance(gap, th.pixel_margin, log=False, span=0.1)
-        elif skill < th.min_skill and gap <= th.pixel_margin and strategy == "freeze":
-            strategy = "not_worth_using"
-            overrides.append("features_add_nothing")
-            reasons.append(
-                f"Override: the frozen features carry little of the labels' signal ({skill:.0%} < "
-                f"{th.min_skill:.0%}) and no more than raw pixels, so the pretrained model is not worth using."
-            )
-            margin_conf = _distance(skill, th.min_skill, log=False, span=0.25)
-        elif strategy == "not_worth_using" and skill >= th.transfer_skill:
-            overrides.append("features_transfer")
-            tunable = size["value"] >= th.finetune_images_per_class
-            strategy = "finetune" if tunable else "freeze"
-            reasons.append(
-                f"Override: despite the domain gap the frozen features already separate the classes "
-                f"({skill:.0%} >= {th.transfer_skill:.0%} of the way from chance to perfect), so the pretrained "
-                "model is worth using: the same network trained from scratch on this little data falls behind. "
-                + (f"With {size['value']:.0f} images per class (>= {th.finetune_images_per_class:.0f}), fine-tuning "
-                   "adapts the features to the new domain (measured on 40 digits per class: fine-tune 96 %, "
-                   "freeze 89 %, scratch 79 %)."
-                   if tunable else
-                   f"With {size['value']:.0f} images per class (< {th.finetune_images_per_class:.0f}), fine-tuning "
-                   "overfits: train only a classifier on the frozen features (measured on 10 digits per class: "
-                   "freeze 80 %, fine-tune 40 %).")
-                + (f" Raw pixels do as well ({pixels:.1%}): a small model on pixels is a cheaper alternative."
-                   if gap <= th.pixel_margin else "")
-            )
-            margin_conf = _distance(skill, th.transfer_skill, log=False, span=0.4)
-        elif strategy == "finetune" and probe >= th.probe_ceiling:
-            strategy = "freeze"
-            overrides.append("probe_ceiling")
-            reasons.append(
-                f"Override: the frozen probe already reaches {probe:.1%} (>= {th.probe_ceiling:.0%}); fine-tuning "
-                "cannot win by more than a couple of points and costs far more, so freeze."
-            )
-            margin_conf = _distance(probe, th.probe_ceiling, log=False, span=0.02)
-        elif strategy == "not_worth_using":
-            reasons.append(
-                f"The frozen features carry too little of the labels' signal ({skill:.0%} < "
-                f"{th.transfer_skill:.0%}) to make up for the domain gap, which confirms the case."
-            )
+    strategy, overrides, override_reasons, margin_conf = _decide(size["enough"], similar, size["value"], evidence, th)
+    reasons += override_reasons
+    data_size = _data_size(best, size, similar, evidence, strategy, th)
+    if data_size is not None:
+        reasons.append(_data_size_sentence(data_size, strategy))
     d_size = _distance(size["value"], th.images_per_class, log=True, span=4.0)
     d_sim = _distance(sim_value, th.similarity, log=False, span=0.5)
     confidence = (d_size + d_sim) / 2 if margin_conf is None else (min(d_size, d_sim) + margin_conf) / 2
@@ -354,4 +517,23 @@ def recommend(profile: Profile, *, thresholds: Thresholds = Thresholds()) -> Rec
         settings=suggested_settings(strategy, best.name, best.image_size),
         overrides=tuple(overrides),
         thresholds=th.to_dict(),
+        data_size=data_size,
     )
+
+
+_WORDS = {"freeze": "freezing", "finetune": "fine-tuning", "not_worth_using": "not worth using"}
+
+
+def _data_size_sentence(block: dict[str, Any], strategy: str) -> str:
+    """Whether more data would change the advice, and at about how many images per class."""
+    pred = [p for p in block["predicted"] if p.get("accuracy") is not None]
+    ahead = (" The frozen probe would reach " + " and ".join(
+        f"{p['accuracy']:.1%} with {p['images_per_class']:.0f} images per class" for p in pred) + ".") if pred else ""
+    flip = block.get("flips_at")
+    if flip is None:
+        return ("More data: the advice stays " + _WORDS[strategy] + " up to 4x the profiled sample"
+                + " (the fitted frozen-probe learning curve)." + ahead)
+    band = ("" if flip["low"] is None else
+            f" ({flip['low']}-{flip['high']})" if flip["high"] is not None else f" ({flip['low']} to beyond 4x)")
+    return (f"More data: with about {flip['images_per_class']} images per class{band} the advice would become "
+            f"{_WORDS[flip['to']]} (the fitted frozen-probe learning curve)." + ahead)

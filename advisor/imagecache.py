@@ -62,7 +62,6 @@ import mmap
 import os
 import shutil
 import struct
-import sys
 import tempfile
 import zlib
 from collections.abc import Iterable, Sequence
@@ -79,7 +78,7 @@ from torchvision import transforms as T
 
 from advisor import __version__
 from advisor.data import ImageFolder, Sample, Skipped, collate_skipping
-from advisor.utils import CACHE_ENV, cache_root
+from advisor.utils import CACHE_ENV, cache_root, notice, progress_bar, shown
 
 __all__ = [
     "FORMAT_VERSION",
@@ -106,15 +105,6 @@ def _folder(cache_dir: str | os.PathLike | None) -> Path | None:
     if cache_dir is None:
         return cache_root() / "images"
     return Path(cache_dir) if os.fspath(cache_dir) else None
-
-
-def _shown(path: str | os.PathLike) -> str:
-    """A path quoted for a one-line message (a newline in a name must not split the line)."""
-    return "'" + os.fspath(path).replace("\n", "\\n").replace("\r", "\\r") + "'"
-
-
-def _notice(message: str) -> None:
-    print(f"advisor: {message}", file=sys.stderr, flush=True)
 
 
 def _human(nbytes: float) -> str:
@@ -261,7 +251,7 @@ class ImageCache:
                 self._map(fh, length)
         except (OSError, _Invalid) as err:
             reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
-            raise RuntimeError(f"image cache {_shown(self.path)} cannot be read: {reason}") from None
+            raise RuntimeError(f"image cache {shown(self.path)} cannot be read: {reason}") from None
 
     def _records_match(self, other: ImageCache) -> bool:
         """Whether every image of ``self`` sits at the same place, with the same bytes, in ``other``."""
@@ -285,7 +275,7 @@ class ImageCache:
         return path in self._pos
 
     def __repr__(self) -> str:
-        return (f"ImageCache({_shown(self.path)}, images={len(self)}, size={self.size}, "
+        return (f"ImageCache({shown(self.path)}, images={len(self)}, size={self.size}, "
                 f"built={self.built}, reused={self.reused})")
 
     @property
@@ -316,7 +306,7 @@ class ImageCache:
         except KeyError:
             failed = self._failed.get(path)
             why = f"it could not be decoded ({failed[0]})" if failed else "it is not in this cache"
-            raise KeyError(f"no image for {_shown(path)} in {_shown(self.path)}: {why}") from None
+            raise KeyError(f"no image for {shown(path)} in {shown(self.path)}: {why}") from None
 
     def image(self, key: int | str) -> torch.Tensor:
         """One image, ``(3, height, width)`` uint8: a view of the mapped file, no copy.
@@ -326,7 +316,7 @@ class ImageCache:
         """
         i = self.index_of(key) if isinstance(key, str) else int(key)
         if not 0 <= i < len(self._paths):
-            raise IndexError(f"image {i} out of range: {_shown(self.path)} holds {len(self._paths)}")
+            raise IndexError(f"image {i} out of range: {shown(self.path)} holds {len(self._paths)}")
         h, w = (int(v) for v in self._shapes[i])
         start = int(self._offsets[i])
         return self._buffer()[start:start + h * w * 3].view(h, w, 3).permute(2, 0, 1)
@@ -524,7 +514,7 @@ def _build(file: Path, key: _Key, old: ImageCache | None, todo: Sequence[Sample]
     except OSError:
         free = None
     if free is not None and free < need:
-        _notice(f"no space for the image cache in {_shown(folder)} (at least {_human(need)} needed, "
+        notice(f"no space for the image cache in {shown(folder)} (at least {_human(need)} needed, "
                 f"{_human(free)} free): free some space or set {CACHE_ENV} to a folder on a larger disk; "
                 "reading images from their files instead")
         return None
@@ -572,10 +562,10 @@ def _build(file: Path, key: _Key, old: ImageCache | None, todo: Sequence[Sample]
     except OSError as err:
         tmp.unlink(missing_ok=True)
         if err.errno in (errno.ENOSPC, errno.EDQUOT):
-            _notice(f"disk full while writing the image cache in {_shown(folder)}: free some space or set "
+            notice(f"disk full while writing the image cache in {shown(folder)}: free some space or set "
                     f"{CACHE_ENV} to a folder on a larger disk; reading images from their files instead")
         else:
-            _notice(f"cannot write the image cache {_shown(file)} ({err.strerror or err}); "
+            notice(f"cannot write the image cache {shown(file)} ({err.strerror or err}); "
                     "reading images from their files instead")
         return None
     except BaseException:
@@ -584,7 +574,7 @@ def _build(file: Path, key: _Key, old: ImageCache | None, todo: Sequence[Sample]
     try:
         return ImageCache._open(file, key)
     except (OSError, _Invalid) as err:  # only if something replaced it under our lock
-        _notice(f"image cache {_shown(file)} unreadable right after writing ({err}); "
+        notice(f"image cache {shown(file)} unreadable right after writing ({err}); "
                 "reading images from their files instead")
         return None
 
@@ -617,11 +607,7 @@ def _decode_into(fh: Any, pos: int, todo: Sequence[Sample], key: _Key, images: d
         folder, batch_size=8, num_workers=workers, collate_fn=collate_skipping, generator=generator,
         prefetch_factor=4 if workers > 0 else None,
     )
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(todo), desc="image cache", unit="img", file=sys.stderr, leave=False)
+    bar = progress_bar(len(todo), "image cache", unit="img", enabled=progress)
     try:
         for arrays, labels, indices, failed in loader:
             for f in failed:
@@ -709,10 +695,10 @@ def open_image_cache(
         try:
             lock.acquire(timeout=0.1)
         except Timeout:
-            _notice(f"waiting for another process to finish the image cache {_shown(file)}")
+            notice(f"waiting for another process to finish the image cache {shown(file)}")
             lock.acquire()
     except OSError as err:
-        _notice(f"cannot write image caches in {_shown(folder)} ({err.strerror or err}); reading images "
+        notice(f"cannot write image caches in {shown(folder)} ({err.strerror or err}); reading images "
                 f"from their files instead (set {CACHE_ENV} to a writable folder to cache them)")
         return None
     try:
@@ -720,14 +706,14 @@ def open_image_cache(
         cache, problem = _try_open(file, key)
         if cache is None:
             if problem:
-                _notice(f"image cache {_shown(file)} is {problem}; rebuilding it")
+                notice(f"image cache {shown(file)} is {problem}; rebuilding it")
             todo = wanted
         else:
             todo, changed = cache._stale_or_missing(wanted)
             if not todo:
                 return _finish(cache, wanted, built=0)
             if changed:
-                _notice(f"image cache {_shown(file)}: {changed} source image(s) changed since they were "
+                notice(f"image cache {shown(file)}: {changed} source image(s) changed since they were "
                         "cached; decoding them again")
         fresh = _build(file, key, cache, todo, num_workers=num_workers, progress=progress)
         return None if fresh is None else _finish(fresh, wanted, built=len(todo))
@@ -879,10 +865,10 @@ def clear_cache(cache_dir: str | os.PathLike | None = None) -> list[CacheEntry]:
         try:
             busy = _locked_elsewhere(owner, path.unlink)
         except OSError as err:
-            _notice(f"cannot remove {_shown(path)} ({err.strerror or err})")
+            notice(f"cannot remove {shown(path)} ({err.strerror or err})")
             continue
         if busy:
-            _notice(f"image cache {_shown(owner)} is being written by another process; left in place")
+            notice(f"image cache {shown(owner)} is being written by another process; left in place")
         else:
             removed.append(entry)
     folder = _folder(cache_dir)

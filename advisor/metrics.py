@@ -4,14 +4,11 @@ Three families, all plain functions over arrays (sklearn style: the data first,
 keyword-only options after it, a float or a small dict back):
 
 * **Transferability** of features to target labels: :func:`logme`, :func:`leep`,
-  :func:`nce`, :func:`hscore`, and the cross-validated probes
-  :func:`knn_probe`, :func:`linear_probe`, :func:`probe_report`,
-  :func:`learning_curve` / :func:`curve_slope`. :func:`pixel_features` gives the
-  raw-pixel baseline the probes are compared against.
+  :func:`nce`, :func:`hscore`, the cross-validated kNN and linear probes of
+  :func:`probe_report`, and the probe's :func:`learning_curve`.
 * **Distance to ImageNet without ImageNet data**: :func:`gaussian_kl`,
-  :func:`symmetric_gaussian_kl`, :func:`frechet_distance`,
-  :func:`frechet_distance_diag`, :func:`softmax_signals`, and the BatchNorm-input
-  statistics helpers :func:`channel_stats` / :func:`combine_channel_stats`.
+  :func:`frechet_distance` (:func:`frechet_distance_diag` for diagonal Gaussians) and
+  :func:`softmax_signals`.
 * **Rank agreement** between a metric and measured accuracies:
   :func:`weighted_kendall_tau`.
 
@@ -41,19 +38,12 @@ __all__ = [
     "leep",
     "nce",
     "hscore",
-    "knn_probe",
-    "linear_probe",
     "probe_report",
     "learning_curve",
-    "curve_slope",
-    "pixel_features",
     "gaussian_kl",
-    "symmetric_gaussian_kl",
     "frechet_distance",
     "frechet_distance_diag",
     "softmax_signals",
-    "channel_stats",
-    "combine_channel_stats",
     "weighted_kendall_tau",
 ]
 
@@ -374,79 +364,6 @@ def _linear_estimator(C: float) -> object:
     return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=5000))
 
 
-def knn_probe(
-    features: np.ndarray,
-    labels: np.ndarray,
-    *,
-    k: int = 5,
-    cv: int = 5,
-    seed: int = 0,
-) -> float:
-    """Cross-validated accuracy of a cosine k-nearest-neighbour classifier.
-
-    Rows are L2-normalised inside the pipeline. Folds come from a shuffled
-    ``StratifiedKFold(min(cv, smallest class count))`` seeded with ``seed``; k is
-    lowered if a training fold is smaller than k.
-
-    Args:
-        features: Float array (n, d).
-        labels: Integer class labels (n,); every class needs at least 2 samples.
-        k: Number of neighbours.
-        cv: Maximum number of folds (at least 2).
-        seed: Seed of the fold shuffle.
-
-    Returns:
-        Mean accuracy over the folds.
-
-    Raises:
-        ValueError: If a class has fewer than 2 samples or there is only one class.
-
-    Example:
-        >>> x = np.r_[np.ones((10, 2)), -np.ones((10, 2))]
-        >>> knn_probe(x, np.repeat([0, 1], 10))
-        1.0
-    """
-    x, y = _features_and_labels(features, labels)
-    folds = _stratified_folds(y, cv, seed)
-    return float(np.mean(_cv_accuracies(_knn_estimator(y, folds, k), x, y, folds)))
-
-
-def linear_probe(
-    features: np.ndarray,
-    labels: np.ndarray,
-    *,
-    cv: int = 5,
-    seed: int = 0,
-    C: float = 1.0,
-) -> float:
-    """Cross-validated accuracy of a logistic-regression probe on standardised features.
-
-    ``StandardScaler`` is fitted inside each training fold (no leakage), followed by
-    L2-regularised ``LogisticRegression(C=C)``. Folds as in :func:`knn_probe`.
-
-    Args:
-        features: Float array (n, d).
-        labels: Integer class labels (n,); every class needs at least 2 samples.
-        cv: Maximum number of folds (at least 2).
-        seed: Seed of the fold shuffle.
-        C: Inverse regularisation strength.
-
-    Returns:
-        Mean accuracy over the folds.
-
-    Raises:
-        ValueError: If a class has fewer than 2 samples or there is only one class.
-
-    Example:
-        >>> x = np.r_[np.ones((10, 2)), -np.ones((10, 2))]
-        >>> linear_probe(x, np.repeat([0, 1], 10))
-        1.0
-    """
-    x, y = _features_and_labels(features, labels)
-    folds = _stratified_folds(y, cv, seed)
-    return float(np.mean(_cv_accuracies(_linear_estimator(C), x, y, folds)))
-
-
 def probe_report(
     features: np.ndarray,
     labels: np.ndarray,
@@ -497,19 +414,18 @@ def probe_report(
     }
 
 
-def _stratified_subsample(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """Indices of a per-class prefix of a seeded permutation (at least 2 per class).
+def _stratified_prefix(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Indices of a per-class prefix of a seeded permutation (at least 1 per class).
 
-    The permutation depends only on ``seed``, so smaller fractions are subsets of
-    larger ones and a learning curve measures data, not resampling noise.
+    The permutation depends only on ``seed``, so smaller fractions are subsets of larger
+    ones and a learning curve measures data, not resampling noise.
     """
     rng = np.random.default_rng(seed)
     codes, counts = _encode(labels)
     chosen = []
     for c, n_c in enumerate(counts):
         members = rng.permutation(np.flatnonzero(codes == c))
-        n_take = min(int(n_c), max(2, int(round(fraction * n_c))))
-        chosen.append(members[:n_take])
+        chosen.append(members[: min(int(n_c), max(1, int(round(fraction * n_c))))])
     return np.sort(np.concatenate(chosen))
 
 
@@ -517,31 +433,34 @@ def learning_curve(
     features: np.ndarray,
     labels: np.ndarray,
     *,
-    fractions: Sequence[float] = (0.25, 0.5, 1.0),
+    fractions: Sequence[float] = (0.125, 0.25, 0.5, 1.0),
     seed: int = 0,
     cv: int = 5,
 ) -> list[dict[str, float]]:
-    """Linear-probe accuracy on growing, nested, stratified subsamples of the data.
+    """Linear-probe accuracy against training images per class, test folds kept full-size.
 
-    Each class keeps ``round(fraction * n_c)`` samples (at least 2, so every point
-    can be cross-validated); the subsamples are nested, so the curve reflects the
-    amount of data rather than which samples were drawn.
+    As ``sklearn.model_selection.learning_curve`` does: the data is split into ``cv``
+    stratified folds once; in each split the probe trains on growing, nested, class-stratified
+    fractions of the training folds and is scored on the whole test fold, so every point is
+    measured on the same test images and only the training data grows.
 
     Args:
         features: Float array (n, d).
         labels: Integer class labels (n,); every class needs at least 2 samples.
-        fractions: Fractions of the data in (0, 1].
-        seed: Seed of the subsampling and of the fold shuffle.
-        cv: Maximum number of folds per point.
+        fractions: Fractions of each training fold, in (0, 1].
+        seed: Seed of the folds and of the subsets.
+        cv: Maximum number of folds.
 
     Returns:
-        One dict per fraction, in the given order: ``fraction``, ``n`` (samples
-        used), ``accuracy`` (mean over folds) and ``std`` (over folds).
+        One dict per fraction, in the given order: ``fraction``, ``n`` (training samples,
+        mean over folds), ``images_per_class`` (``n`` over the number of classes),
+        ``accuracy`` (mean over folds) and ``std`` (over folds). A fraction that gives the same
+        size as a smaller one (tiny classes) or no measurable probe is left out.
 
     Example:
         >>> x = np.r_[np.ones((20, 2)), -np.ones((20, 2))]
-        >>> [p["n"] for p in learning_curve(x, np.repeat([0, 1], 20))]
-        [10, 20, 40]
+        >>> [p["images_per_class"] for p in learning_curve(x, np.repeat([0, 1], 20), fractions=(0.5, 1.0))]
+        [8.0, 16.0]
     """
     x, y = _features_and_labels(features, labels)
     fractions = list(fractions)
@@ -550,113 +469,27 @@ def learning_curve(
     for fraction in fractions:
         if not 0.0 < fraction <= 1.0:
             raise ValueError(f"fractions must lie in (0, 1], got {fraction}")
-    estimator = _linear_estimator(1.0)
+    folds = _stratified_folds(y, cv, seed)
+    n_classes = _encode(y)[1].shape[0]
+    scores = np.full((len(fractions), folds.n_splits), np.nan)
+    sizes = np.zeros((len(fractions), folds.n_splits))
+    for k, (train, test) in enumerate(folds.split(x, y)):
+        for i, fraction in enumerate(fractions):
+            idx = train[_stratified_prefix(y[train], fraction, seed + k)]
+            sizes[i, k] = idx.shape[0]
+            if np.unique(y[idx]).shape[0] < 2:
+                continue  # a probe needs two classes: this point is not measurable
+            model = _linear_estimator(1.0).fit(x[idx], y[idx])
+            scores[i, k] = float(np.mean(model.predict(x[test]) == y[test]))
     curve = []
-    for fraction in fractions:
-        idx = _stratified_subsample(y, fraction, seed)
-        folds = _stratified_folds(y[idx], cv, seed)
-        accuracies = _cv_accuracies(estimator, x[idx], y[idx], folds)
-        curve.append(
-            {
-                "fraction": float(fraction),
-                "n": int(idx.shape[0]),
-                "accuracy": float(np.mean(accuracies)),
-                "std": float(np.std(accuracies)),
-            }
-        )
+    for i, fraction in enumerate(fractions):
+        ok = scores[i][np.isfinite(scores[i])]
+        n = float(np.mean(sizes[i]))
+        if ok.size == 0 or any(p["n"] == n for p in curve):
+            continue  # not measurable, or (tiny data) the same size as a smaller fraction
+        curve.append({"fraction": float(fraction), "n": n, "images_per_class": n / n_classes,
+                      "accuracy": float(np.mean(ok)), "std": float(np.std(ok))})
     return curve
-
-
-def curve_slope(curve: Sequence[dict[str, float]]) -> float:
-    """Accuracy gained per doubling of the data between the two largest points.
-
-    ``(acc_b - acc_a) / log2(n_b / n_a)``: a clearly positive value means more
-    labelled data would still help.
-
-    Args:
-        curve: Output of :func:`learning_curve` (dicts with ``n`` and ``accuracy``).
-
-    Returns:
-        Accuracy gain per doubling (e.g. 0.05 = five points per doubling).
-
-    Example:
-        >>> curve_slope([{"n": 50, "accuracy": 0.5}, {"n": 200, "accuracy": 0.75}])
-        0.125
-    """
-    points = sorted(curve, key=lambda p: p["n"])
-    if len(points) < 2:
-        raise ValueError(f"curve needs at least 2 points, got {len(points)}")
-    a, b = points[-2], points[-1]
-    if not 0 < a["n"] < b["n"]:
-        raise ValueError(
-            f"curve: the two largest points need distinct positive n, got {a['n']} and {b['n']}"
-        )
-    return float((b["accuracy"] - a["accuracy"]) / math.log2(b["n"] / a["n"]))
-
-
-def _area_weights(n_in: int, n_out: int) -> np.ndarray:
-    """(n_out, n_in) matrix averaging input pixels by their overlap with each output pixel."""
-    scale = n_in / n_out
-    edges = np.arange(n_out + 1) * scale
-    pixel = np.arange(n_in)[None, :]
-    overlap = np.minimum(edges[1:, None], pixel + 1) - np.maximum(edges[:-1, None], pixel)
-    return np.clip(overlap, 0.0, None) / scale
-
-
-def pixel_features(images: np.ndarray, *, size: int = 16, batch_size: int = 256) -> np.ndarray:
-    """Raw-pixel baseline: area-averaged ``size x size`` thumbnails, flattened.
-
-    Probing these features tells whether a pretrained network adds anything over
-    the pixels themselves.
-
-    Args:
-        images: (n, H, W, C), (n, C, H, W) or grayscale (n, H, W). The channel axis
-            is the last one if it has 1, 3 or 4 entries, else axis 1. Integer images
-            are divided by their dtype's maximum (255 for uint8); float images must
-            already lie in [0, 1].
-        size: Side of the thumbnail.
-        batch_size: Images converted to float64 at a time (bounds memory).
-
-    Returns:
-        Float64 array (n, size * size * C) in [0, 1], flattened channels-last.
-
-    Example:
-        >>> pixel_features(np.full((2, 32, 32, 3), 255, np.uint8), size=4).shape
-        (2, 48)
-    """
-    arr = np.asarray(images)
-    if arr.ndim == 3:
-        arr = arr[..., None]
-    if arr.ndim != 4:
-        raise ValueError(f"images must be 3-D or 4-D, got shape {arr.shape}")
-    if arr.size == 0:
-        raise ValueError(f"images is empty (shape {arr.shape})")
-    if arr.shape[-1] not in (1, 3, 4):
-        if arr.shape[1] not in (1, 3, 4):
-            raise ValueError(
-                f"images: cannot find a channel axis of size 1, 3 or 4 in shape {arr.shape}"
-            )
-        arr = np.moveaxis(arr, 1, -1)
-    if size < 1:
-        raise ValueError(f"size must be at least 1, got {size}")
-    if np.issubdtype(arr.dtype, np.integer):
-        scale = float(np.iinfo(arr.dtype).max)
-    elif np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.bool_):
-        scale = 1.0
-        if not np.all(np.isfinite(arr)):
-            raise ValueError("images contains NaN or infinite values")
-        if arr.min() < 0.0 or arr.max() > 1.0:
-            raise ValueError("float images must lie in [0, 1]; pass uint8 for 0-255 data")
-    else:
-        raise ValueError(f"images must be numeric, got dtype {arr.dtype}")
-    rows = _area_weights(arr.shape[1], size)
-    cols = _area_weights(arr.shape[2], size)
-    out = np.empty((arr.shape[0], size, size, arr.shape[3]))
-    for start in range(0, arr.shape[0], batch_size):
-        batch = arr[start : start + batch_size].astype(np.float64) / scale
-        out[start : start + batch_size] = np.einsum("oh,nhwc,pw->nopc", rows, batch, cols, optimize=True)
-    # Summation order can leave values a few ulps outside [0, 1].
-    return np.clip(out.reshape(arr.shape[0], -1), 0.0, 1.0)
 
 
 # ----------------------------------------------------------------------------
@@ -708,25 +541,6 @@ def gaussian_kl(
     vp = vp + eps
     vq = vq + eps
     return 0.5 * (np.log(vq / vp) + (vp + (mp - mq) ** 2) / vq - 1.0)
-
-
-def symmetric_gaussian_kl(
-    mu_p: np.ndarray,
-    var_p: np.ndarray,
-    mu_q: np.ndarray,
-    var_q: np.ndarray,
-    *,
-    eps: float = 1e-5,
-) -> np.ndarray:
-    """Per-channel mean of ``KL(P || Q)`` and ``KL(Q || P)``; see :func:`gaussian_kl`.
-
-    Example:
-        >>> symmetric_gaussian_kl(np.zeros(1), np.ones(1), np.ones(1), np.ones(1), eps=0.0)
-        array([0.5])
-    """
-    forward = gaussian_kl(mu_p, var_p, mu_q, var_q, eps=eps)
-    backward = gaussian_kl(mu_q, var_q, mu_p, var_p, eps=eps)
-    return 0.5 * (forward + backward)
 
 
 def frechet_distance_diag(
@@ -844,69 +658,6 @@ def softmax_signals(logits: np.ndarray) -> dict[str, float]:
         "entropy": float(np.clip(np.mean(entropy), 0.0, 1.0)),
         "energy": float(np.mean(-scipy.special.logsumexp(z, axis=1))),
     }
-
-
-def channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel mean and population variance of an (n, C, ...) array.
-
-    Statistics pool the batch and all trailing (spatial) axes, as BatchNorm does;
-    the matching count for :func:`combine_channel_stats` is
-    ``x.shape[0] * prod(x.shape[2:])``.
-
-    Args:
-        x: Array (n, C) or (n, C, H, W, ...).
-
-    Returns:
-        ``(mean, var)``, each float64 of shape (C,); ``var`` uses ``ddof=0``.
-
-    Example:
-        >>> channel_stats(np.array([[0.0, 1.0], [2.0, 1.0]]))
-        (array([1., 1.]), array([1., 0.]))
-    """
-    arr = _as_float_array(x, "x", tuple(range(2, 33)))
-    axes = (0, *range(2, arr.ndim))
-    return arr.mean(axis=axes), arr.var(axis=axes)
-
-
-def combine_channel_stats(
-    counts: np.ndarray,
-    means: np.ndarray,
-    variances: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Merge per-batch channel statistics exactly (parallel variance formula).
-
-    With ``N = sum n_b`` and ``mean = sum n_b m_b / N``, the pooled population
-    variance is ``(sum n_b v_b + sum n_b (m_b - mean)^2) / N`` (Chan et al.); this
-    is exact, unlike averaging variances. Batches with count 0 are ignored.
-
-    Args:
-        counts: Elements per channel in each batch, shape (B,).
-        means: Per-batch means, shape (B, C) (or (B,) for one channel).
-        variances: Per-batch population variances (ddof=0), same shape as ``means``.
-
-    Returns:
-        ``(mean, var)`` of all batches together, each of shape (C,) (or scalar
-        arrays for 1-D input).
-
-    Example:
-        >>> combine_channel_stats([2, 2], [[0.0], [2.0]], [[0.0], [0.0]])
-        (array([1.]), array([1.]))
-    """
-    n = _as_float_array(counts, "counts", 1)
-    m = _as_float_array(means, "means", (1, 2))
-    v = _as_float_array(variances, "variances", (1, 2))
-    if m.shape[0] != n.shape[0]:
-        raise ValueError(f"means has {m.shape[0]} batches but counts has {n.shape[0]}")
-    if v.shape != m.shape:
-        raise ValueError(f"variances has shape {v.shape} but means has {m.shape}")
-    if np.any(n < 0) or n.sum() <= 0:
-        raise ValueError("counts must be non-negative with a positive total")
-    if np.any(v < 0):
-        raise ValueError("variances must be non-negative")
-    w = (n / n.sum()).reshape((-1,) + (1,) * (m.ndim - 1))
-    mean = np.sum(w * m, axis=0)
-    var = np.sum(w * (v + (m - mean) ** 2), axis=0)
-    return mean, var
 
 
 # ----------------------------------------------------------------------------

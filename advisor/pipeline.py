@@ -12,13 +12,16 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from advisor.backbones import list_backbones, offline_backbones
 from advisor.data import Dataset, scan
 from advisor.decide import Thresholds, recommend
-from advisor.profile import Profile, ProfileConfig, profile
-from advisor.utils import versions
+from advisor.profile import Profile, ProfileConfig
+from advisor.utils import check_writable, versions
+
+if TYPE_CHECKING:
+    from advisor.bench.executors import Executor
 
 __all__ = ["DEFAULT_BACKBONES", "JobResult", "default_backbones", "reproduction", "run_bench", "run_recommend"]
 
@@ -62,6 +65,12 @@ def _cli_command() -> str | None:
     return None
 
 
+def _local_executor() -> Executor:
+    from advisor.bench.executors import LocalExecutor
+
+    return LocalExecutor()
+
+
 def _check_backbones(names: Sequence[str]) -> list[str]:
     valid = set(list_backbones())
     unknown = [n for n in names if n not in valid]
@@ -82,8 +91,12 @@ def run_recommend(
     thresholds: Thresholds = Thresholds(),
     out: str | os.PathLike | None = "reports",
     progress: bool = False,
+    executor: Executor | None = None,
 ) -> JobResult:
     """Profile ``data``, decide, and write the HTML report (+ JSON twin) into ``out``.
+
+    ``executor`` profiles the backbones (:mod:`advisor.bench.executors`): one after another in
+    this process by default, or one Ray task per backbone, in parallel; the decision is made here.
 
     Example:
         >>> job = run_recommend("data/")  # doctest: +SKIP
@@ -92,8 +105,12 @@ def run_recommend(
     """
     start = time.perf_counter()
     names = _check_backbones(backbones or default_backbones())
+    if out is not None:
+        check_writable(out, "report folder")  # before any work, not after it
     dataset = data if isinstance(data, Dataset) else scan(data)
-    prof: Profile = profile(dataset, names, config=config, progress=progress)
+    executor = executor if executor is not None else _local_executor()
+    with executor:
+        prof: Profile = executor.profile(dataset, names, config=config, progress=progress)
     rec = recommend(prof, thresholds=thresholds)
     result = {
         "kind": "recommend",
@@ -101,10 +118,12 @@ def run_recommend(
         "dataset": prof.dataset.to_dict(),
         "backbones": [b.to_dict() for b in prof.backbones],
         "recommendation": rec.to_dict(),
+        "data_size": rec.data_size,
         "image_cache": prof.image_cache,
         "reproduction": reproduction(
             device=prof.device, seed=config.seed, seconds=time.perf_counter() - start,
-            options={"backbones": names, **config.to_dict(), "thresholds": thresholds.to_dict()},
+            options={"backbones": names, **config.to_dict(), "thresholds": thresholds.to_dict(),
+                     "executor": executor.name},
         ),
     }
     return _write(result, out, "recommend")
@@ -131,6 +150,7 @@ def run_bench(
     out: str | os.PathLike | None = "reports",
     results_file: str | os.PathLike | None = None,
     progress: bool = False,
+    executor: Executor | None = None,
 ) -> JobResult:
     """Train each strategy on each backbone, compare with the advice, write the report.
 
@@ -139,7 +159,9 @@ def run_bench(
     strategy that carries it out (``scratch``) is benched even if ``config`` leaves it out:
     otherwise the advice could not be checked. Finished runs are appended to
     ``results_file`` (default: ``<out>/bench-<data>.runs.jsonl``) and skipped when the
-    same command runs again.
+    same command runs again. ``executor`` profiles and trains (:mod:`advisor.bench.executors`:
+    this process by default, or a Ray cluster, connected once for both); the results file and
+    the reports are written here, on the driver.
     """
     from dataclasses import replace
 
@@ -147,22 +169,30 @@ def run_bench(
 
     config = config or BenchConfig()
     names = _check_backbones(backbones or default_backbones(limit=2))
+    if out is not None:
+        check_writable(out, "report folder")  # before any training, not after it
     dataset = data if isinstance(data, Dataset) else scan(data)
-    # Profiling builds every backbone with its weights first: a missing weight file stops the
-    # job here, with the message that says how to add it, before any training starts.
-    prof = profile(dataset, names, config=profile_config, progress=progress)
-    rec = recommend(prof, thresholds=thresholds)
-    if rec.strategy == "not_worth_using" and "scratch" not in config.strategies:
-        config = replace(config, strategies=(*config.strategies, "scratch"))
-    if results_file is None and out is not None:
-        stem = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(dataset.root).name) or "data"
-        results_file = Path(out) / f"bench-{stem}.runs.jsonl"
-        Path(out).mkdir(parents=True, exist_ok=True)
-    result = bench(
-        dataset, names, config=config, results_file=results_file,
-        recommendation=rec.to_dict(), profiles={b.name: b.to_dict() for b in prof.backbones},
-        progress=progress, command=_cli_command(),
-    ).to_dict()
+    executor = executor if executor is not None else _local_executor()
+    with executor:
+        # Profiling builds every backbone with its weights first: a missing weight file stops the
+        # job here, with the message that says how to add it, before any training starts.
+        prof = executor.profile(dataset, names, config=profile_config, progress=progress)
+        rec = recommend(prof, thresholds=thresholds)
+        if rec.strategy == "insufficient_data":  # nothing to compare: say so before training anything
+            from advisor.data import DatasetError
+
+            raise DatasetError(f"{dataset.root}: {rec.reasons[0]}")
+        if rec.strategy == "not_worth_using" and "scratch" not in config.strategies:
+            config = replace(config, strategies=(*config.strategies, "scratch"))
+        if results_file is None and out is not None:
+            stem = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(dataset.root).name) or "data"
+            results_file = Path(out) / f"bench-{stem}.runs.jsonl"
+            Path(out).mkdir(parents=True, exist_ok=True)
+        result = bench(
+            dataset, names, config=config, results_file=results_file,
+            recommendation=rec.to_dict(), profiles={b.name: b.to_dict() for b in prof.backbones},
+            progress=progress, command=_cli_command(), executor=executor,
+        ).to_dict()
     result["dataset"] = {**prof.dataset.to_dict(), **{k: v for k, v in result.get("dataset", {}).items() if v}}
     return _write(result, out, "bench")
 

@@ -19,7 +19,7 @@ Each signal ``s`` is mapped to a closeness score in [0, 1] with a logistic curve
 ``score = 1 / (1 + exp(direction * (s - midpoint) / width))``, whose midpoint and width were
 calibrated on real data near to and far from ImageNet (see :data:`SIGNAL_CALIBRATION` and
 ``benchmarks/similarity.py``). The similarity is the weighted mean of the available scores
-(BatchNorm divergence weight 2, each softmax signal weight 1); backbones without BatchNorm use
+(BatchNorm divergence weight 3, each softmax signal weight 1); backbones without BatchNorm use
 the softmax signals alone, and the output says so.
 """
 
@@ -42,6 +42,7 @@ from torch import nn
 from advisor import metrics
 from advisor.augment import center_crop
 from advisor.backbones import Backbone, Preprocessing, get_backbone
+from advisor.curves import fit_learning_curve
 from advisor.data import (
     Dataset,
     ImageFolder,
@@ -64,7 +65,7 @@ from advisor.runtime import (
     isolated_random,
     resolve_device,
 )
-from advisor.utils import atomic_writer, cache_root, progress_bar
+from advisor.utils import atomic_writer, cache_root, notice, progress_bar, shown
 
 __all__ = [
     "BackboneProfile",
@@ -89,17 +90,23 @@ SHALLOW_BN_IMAGES = 4
 SHALLOW_BN_TOTAL = 64
 
 #: signal -> (midpoint, width, direction). direction=+1: larger values are farther from
-#: ImageNet; -1: larger values are closer. Calibrated with ``benchmarks/similarity.py`` on
-#: efficientnet_lite0 (ImageNet weights): midpoints sit between the near-ImageNet datasets
-#: (hymenoptera ants/bees, scikit-learn's sample photos) and the far ones (digits, drawings,
-#: noise, flat images). ``bn_divergence`` is compared on a log10 scale.
+#: ImageNet; -1: larger values are closer. ``bn_divergence`` is compared on a log10 scale.
+#: Calibrated with ``benchmarks/similarity.py`` (``benchmarks/results/similarity_all.csv``) on
+#: efficientnet_lite0, lite1 and lite2 with their [-1, 1] input scaling, 40 images per class:
+#: the midpoints sit between the near-ImageNet datasets (hymenoptera, scikit-learn/scikit-image
+#: photos, calibration/flowers) and the far ones (microscopy, digits, line drawings, noise, flat
+#: colours, calibration/bccd_cells, omniglot_alphabets, magnetic_tile). BatchNorm divergence
+#: separates them best (near 0.073-0.117, far 0.196-0.78), so it weighs most; entropy and
+#: energy overlap between the groups (flowers on lite1/lite2 reads like far data) and weigh
+#: least. Low-resolution cifar10 (32 px) and lab photos of leaves (potato_leaf) measure 0.19-0.22,
+#: like microscopy: "different" by these signals.
 SIGNAL_CALIBRATION: dict[str, tuple[float, float, int]] = {
-    "bn_divergence": (math.log10(0.157), 0.08, +1),
-    "max_softmax": (0.23, 0.03, -1),
-    "entropy": (0.61, 0.035, +1),
-    "energy": (-8.5, 0.2, +1),
+    "bn_divergence": (math.log10(0.15), 0.06, +1),
+    "max_softmax": (0.195, 0.025, -1),
+    "entropy": (0.70, 0.03, +1),
+    "energy": (-8.15, 0.12, +1),
 }
-SIGNAL_WEIGHTS = {"bn_divergence": 2.0, "max_softmax": 1.0, "entropy": 1.0, "energy": 1.0}
+SIGNAL_WEIGHTS = {"bn_divergence": 3.0, "max_softmax": 1.0, "entropy": 1.0, "energy": 1.0}
 
 
 def _default_cache_dir() -> Path:
@@ -304,7 +311,7 @@ class Features:
     cached: bool = False
     image_cache: dict[str, Any] | None = None
 
-    def save(self, path: Path) -> None:
+    def save(self, path: Path, *, key: str = "") -> None:
         arrays = {
             "embeddings": self.embeddings, "logits": self.logits, "labels": self.labels,
             "pixels": self.pixels,
@@ -313,7 +320,7 @@ class Features:
             arrays[f"bn_mean::{name}"] = self.bn_mean[name]
             arrays[f"bn_var::{name}"] = self.bn_var[name]
         meta = {
-            "paths": self.paths, "seconds": self.seconds,
+            "version": CACHE_VERSION, "key": key, "paths": self.paths, "seconds": self.seconds,
             "failures": [[f.path, f.reason] for f in self.failures],
         }
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
@@ -321,17 +328,35 @@ class Features:
             np.savez(fh, **arrays)
 
     @classmethod
-    def load(cls, path: Path) -> "Features":
-        with np.load(path) as z:
-            meta = json.loads(bytes(z["meta"]).decode())
-            bn_mean = {k.split("::", 1)[1]: z[k] for k in z.files if k.startswith("bn_mean::")}
-            bn_var = {k.split("::", 1)[1]: z[k] for k in z.files if k.startswith("bn_var::")}
-            return cls(
-                embeddings=z["embeddings"], logits=z["logits"], labels=z["labels"],
-                paths=list(meta["paths"]), pixels=z["pixels"], bn_mean=bn_mean, bn_var=bn_var,
-                failures=[Skipped(p, r) for p, r in meta["failures"]],
-                seconds=float(meta["seconds"]), cached=True,
-            )
+    def load(cls, path: Path, *, key: str | None = None) -> "Features":
+        """Read a cache entry; ``ValueError`` (with the reason) when it is not a whole, current one.
+
+        Checked: the file is an ``.npz`` with every array, written by this cache version for
+        this ``key``, and its arrays agree in length with its list of images.
+        """
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(bytes(z["meta"]).decode())
+                if meta.get("version") != CACHE_VERSION:
+                    raise ValueError(f"written by another version of advisor (cache version {meta.get('version')})")
+                if key is not None and meta.get("key") != key:
+                    raise ValueError("it holds another sample or backbone than its name says")
+                bn_mean = {k.split("::", 1)[1]: z[k] for k in z.files if k.startswith("bn_mean::")}
+                bn_var = {k.split("::", 1)[1]: z[k] for k in z.files if k.startswith("bn_var::")}
+                feats = cls(
+                    embeddings=z["embeddings"], logits=z["logits"], labels=z["labels"],
+                    paths=list(meta["paths"]), pixels=z["pixels"], bn_mean=bn_mean, bn_var=bn_var,
+                    failures=[Skipped(p, r) for p, r in meta["failures"]],
+                    seconds=float(meta["seconds"]), cached=True,
+                )
+        except ValueError:
+            raise
+        except Exception as err:  # truncated zip, other content, unreadable: all mean "not a cache entry"
+            raise ValueError(getattr(err, "strerror", None) or f"{type(err).__name__}: {err}") from None
+        n = len(feats.paths)
+        if not (len(feats.embeddings) == len(feats.logits) == len(feats.labels) == len(feats.pixels) == n):
+            raise ValueError("its arrays do not agree in length (a damaged file)")
+        return feats
 
 
 class _ChannelStats:
@@ -480,11 +505,11 @@ def extract_features(
     if folder_root is not None:
         key = _cache_key(backbone, samples, size, fingerprint, collect_bn, precision.name)
         cache_file = folder_root / f"{key}.npz"
-        if cache_file.is_file():
+        if cache_file.exists():
             try:
-                return Features.load(cache_file)
-            except (OSError, ValueError, KeyError):
-                pass  # unreadable cache entry: recompute and overwrite it
+                return Features.load(cache_file, key=key)
+            except ValueError as err:  # never a wrong number: recompute and overwrite it
+                notice(f"feature cache {shown(cache_file)} is unusable ({err}); computing the features again")
 
     # channels_last speeds convolutions up on CPU too (1.7x for efficientnet_lite0 at 224 px).
     backbone.model.to(dev).eval().to(memory_format=torch.channels_last)  # in place
@@ -556,9 +581,10 @@ def extract_features(
     )
     if cache_file is not None:
         try:
-            feats.save(cache_file)
-        except OSError:
-            pass  # a read-only cache costs speed, not correctness
+            feats.save(cache_file, key=key)
+        except OSError as err:  # a read-only or full cache costs speed, not correctness
+            notice(f"cannot write the feature cache {shown(cache_file)} ({err.strerror or err}); going on "
+                   f"without it (set ADVISOR_CACHE to a writable folder, or pass --no-cache)")
     return feats
 
 
@@ -608,7 +634,7 @@ def similarity_score(signals: dict[str, float | None]) -> float:
     """The documented combination: weighted mean of :func:`signal_scores`.
 
     Example:
-        >>> round(similarity_score({"max_softmax": 0.23, "entropy": 0.61, "energy": -8.5}), 2)
+        >>> round(similarity_score({"max_softmax": 0.195, "entropy": 0.70, "energy": -8.15}), 2)
         0.5
     """
     scores = signal_scores(signals)
@@ -701,8 +727,10 @@ class BackboneProfile:
         stage_divergence: BN divergence per network stage, in network order.
         transferability: Probe accuracies on embeddings and on raw pixels, chance level,
             LogME, LEEP, NCE, H-score.
-        learning_curve: Linear-probe accuracy at 25 / 50 / 100 % of the sample.
-        curve_slope: Accuracy gained per doubling of data at the end of the curve.
+        learning_curve: Linear-probe accuracy at 1/8, 1/4, 1/2 and all of each training fold of
+            the sample (test folds full-size): ``images_per_class``, ``accuracy``, ``std``.
+        curve_fit: The saturating power law fitted to it (:meth:`advisor.curves.CurveFit.to_dict`
+            with its bootstrap), or ``None`` when the curve has fewer than 3 sizes.
         seconds: Time of the forward pass (excluding metrics); 0 when cached.
         images_per_second: Throughput of the pass.
         cached: Whether the features came from the cache.
@@ -719,7 +747,7 @@ class BackboneProfile:
     stage_divergence: dict[str, float]
     transferability: dict[str, float]
     learning_curve: tuple[dict[str, float], ...]
-    curve_slope: float
+    curve_fit: dict[str, Any] | None
     seconds: float
     images_per_second: float
     cached: bool = False
@@ -782,7 +810,7 @@ class Profile:
         )
 
 
-def _transferability(feats: Features, *, cv: int, seed: int) -> tuple[dict[str, float], list[dict], float]:
+def _transferability(feats: Features, *, cv: int, seed: int) -> tuple[dict[str, float], list[dict], dict | None]:
     labels = feats.labels
     counts = np.bincount(labels)
     counts = counts[counts > 0]
@@ -793,7 +821,7 @@ def _transferability(feats: Features, *, cv: int, seed: int) -> tuple[dict[str, 
     out["nce"] = metrics.nce(probs.argmax(1), labels)
     out["hscore"] = metrics.hscore(feats.embeddings, labels, shrinkage=True)
     curve: list[dict] = []
-    slope = float("nan")
+    fit: dict[str, Any] | None = None
     if counts.min() >= 2:
         rep = metrics.probe_report(feats.embeddings, labels, cv=cv, seed=seed)
         out["linear_probe"] = float(rep["linear_accuracy"])
@@ -804,10 +832,15 @@ def _transferability(feats: Features, *, cv: int, seed: int) -> tuple[dict[str, 
         out["pixel_knn_probe"] = float(pix["knn_accuracy"])
         try:
             curve = metrics.learning_curve(feats.embeddings, labels, seed=seed, cv=cv)
-            slope = metrics.curve_slope(curve)
         except ValueError:
-            curve = []  # too few images per class at 25 %: the curve is not measurable
-    return out, curve, slope
+            curve = []  # too few images per class: the curve is not measurable
+        if len(curve) >= 3:
+            folds = min(cv, int(counts.min()))
+            law = fit_learning_curve([p["images_per_class"] for p in curve], [p["accuracy"] for p in curve],
+                                     std=[p["std"] for p in curve], n_runs=[folds] * len(curve),
+                                     n_val=max(1, len(labels) // folds), strategy="freeze", seed=seed)
+            fit = law.to_dict(bootstrap=True)
+    return out, curve, fit
 
 
 def profile_backbone(backbone: Backbone, samples: Sequence[Sample], config: ProfileConfig, *,
@@ -839,7 +872,7 @@ def profile_backbone(backbone: Backbone, samples: Sequence[Sample], config: Prof
             notes.append(f"Frechet distance to the reference built from {ref['folder']} ({ref['n']} images)")
         else:
             notes.append(f"the reference was built with {ref['backbone']} ({ref['weights']}), not this backbone")
-    transfer, curve, slope = _transferability(feats, cv=config.cv, seed=config.seed)
+    transfer, curve, fit = _transferability(feats, cv=config.cv, seed=config.seed)
     n = len(feats.labels)
     return BackboneProfile(
         name=backbone.name,
@@ -852,7 +885,7 @@ def profile_backbone(backbone: Backbone, samples: Sequence[Sample], config: Prof
         stage_divergence=stages,
         transferability=transfer,
         learning_curve=tuple(curve),
-        curve_slope=slope,
+        curve_fit=fit,
         seconds=feats.seconds,
         images_per_second=n / feats.seconds if feats.seconds > 0 else float("nan"),
         cached=feats.cached,

@@ -24,7 +24,6 @@ import math
 import numbers
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import Any
 import jinja2
 
 from advisor import __version__
+from advisor.utils import OutputError, atomic_writer, check_writable, json_clean, shown
 
 __all__ = [
     "render_bench_html",
@@ -56,6 +56,7 @@ STRATEGY_LABELS = {
     "partial": "Partial fine-tune",
     "scratch": "From scratch",
     "not_worth_using": "Not worth using",
+    "insufficient_data": "Too few images",
 }
 STRATEGY_COLOURS = {
     "freeze": "#2563eb",
@@ -63,6 +64,7 @@ STRATEGY_COLOURS = {
     "partial": "#7c3aed",
     "scratch": "#6b7280",
     "not_worth_using": "#dc2626",
+    "insufficient_data": "#6b7280",
 }
 _STRATEGY_ORDER = ("freeze", "partial", "finetune", "scratch")
 _FALLBACK_COLOURS = ("#0891b2", "#db2777", "#65a30d", "#9333ea", "#ea580c")
@@ -186,17 +188,21 @@ def write_index(out_dir: str | Path) -> Path:
 
 
 def _write_report(result, out_dir, kind, name, template_getter, context_builder) -> tuple[Path, Path]:
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_writable(out_dir, "report folder")
     stem = _sanitise(name) if name else _default_stem(result, kind)
     html_path, json_path = out / f"{stem}.html", out / f"{stem}.json"
-    twin = dict(_jsonable(result))
+    twin = dict(json_clean(result))
     twin["report"] = str(html_path)
     # Serialise first: a result that cannot become JSON fails before either file is touched.
     json_text = json.dumps(twin, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-    _write_atomic(html_path, template_getter().generate(context_builder(result)))
-    _write_atomic(json_path, [json_text])
-    write_index(out)
+    try:
+        _write_atomic(html_path, template_getter().generate(context_builder(result)))
+        _write_atomic(json_path, [json_text])
+        write_index(out)
+    except OSError as err:
+        fix = "free some disk space" if err.errno == 28 else "choose a writable folder with --out"
+        raise OutputError(f"cannot write the report in {shown(out)} ({err.strerror or err}): {fix}; finished "
+                          "runs are kept in the results file") from None
     return html_path, json_path
 
 
@@ -204,19 +210,12 @@ def _write_atomic(path: Path, chunks: Iterable[str]) -> None:
     """Stream ``chunks`` into a temp file beside ``path``, then rename it over ``path``.
 
     The rename is atomic on one file system, so a reader sees the old file or the new one, and a
-    render that fails midway leaves the old file untouched and no temp file behind.
+    render that fails midway leaves the old file untouched and no temp file behind. A name that
+    is not valid UTF-8 never stops the write: it is written backslash-escaped.
     """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; reports are meant to be shared and served
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            for chunk in chunks:
-                fh.write(chunk)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_writer(path, "w", encoding="utf-8", errors="backslashreplace", newline="\n") as fh:
+        for chunk in chunks:
+            fh.write(chunk)
 
 
 def _sanitise(name: str) -> str:
@@ -229,26 +228,6 @@ def _default_stem(result: Mapping[str, Any], kind: str) -> str:
     folder = re.split(r"[/\\]", path)[-1] if path else "dataset"
     created = _parse_date(result.get("created")) or datetime.now()
     return _sanitise(f"{kind}-{folder}-{created:%Y%m%d-%H%M%S}")
-
-
-def _jsonable(value: Any) -> Any:
-    """The JSON form of ``value``: NaN and infinities become null, numpy scalars plain numbers."""
-    if value is None or isinstance(value, (str, bool)):
-        return value
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, numbers.Integral):
-        return int(value)
-    if isinstance(value, numbers.Real):
-        f = float(value)
-        return f if math.isfinite(f) else None
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if hasattr(value, "tolist"):  # numpy arrays and scalars (np.bool_ included)
-        return _jsonable(value.tolist())
-    raise TypeError(f"cannot write a {type(value).__name__} into the JSON twin: {value!r}")
 
 
 def _index_entry(data: Mapping[str, Any], json_path: Path) -> dict[str, Any]:
@@ -361,7 +340,7 @@ def fmt_text(x: Any) -> str:
         return x or MISSING
     if isinstance(x, numbers.Real) and not isinstance(x, bool):
         return fmt_num(x)
-    return json.dumps(_jsonable(x), ensure_ascii=False)
+    return json.dumps(json_clean(x), ensure_ascii=False)
 
 
 def _strategy_label(strategy: Any) -> str:
@@ -617,33 +596,61 @@ def _stage_divergence_png(backbones: list[Mapping[str, Any]], chosen: Any) -> st
         return _png_uri(fig)
 
 
-def _learning_curve_png(backbones: list[Mapping[str, Any]], chosen: Any) -> str | None:
+def _learning_curve_png(backbones: list[Mapping[str, Any]], chosen: Any,
+                        data_size: Mapping[str, Any] | None = None, data_n: Any = None) -> str | None:
+    """Frozen-probe accuracy against training images per class (log x), one line per backbone;
+    for the chosen one its fitted law, dashed up to 4x with the band, and where the advice flips."""
+    import numpy as np
+
     lines = []
     for b in backbones:
-        points = [
-            (p.get("n") if _is_number(p.get("n")) else p.get("fraction"), p.get("accuracy"))
-            for p in _records(b.get("learning_curve"))
-        ]
+        points = [(p.get("images_per_class"), p.get("accuracy")) for p in _records(b.get("learning_curve"))]
         points = sorted((float(x), float(y)) for x, y in points if _is_number(x) and _is_number(y))
         if points:
             lines.append((b.get("name"), points))
     if not lines:
         return None
-    uses_n = any(_is_number(p.get("n")) for b in backbones for p in _records(b.get("learning_curve")))
     chance = next(
         (_mapping(b.get("transferability")).get("chance") for b in backbones
          if _is_number(_mapping(b.get("transferability")).get("chance"))),
         None,
     )
+    block = _mapping(data_size)
     with _figure(6.4, 3.4) as fig:
         ax = fig.subplots()
+        _log_x(ax)
         for name, points in lines:
             xs, ys = zip(*points)
-            ax.plot(xs, ys, marker="o", linewidth=2.4 if name == chosen else 1.4, label=_mpl_text(name))
+            ax.plot(xs, ys, marker="o", linestyle="-" if not block or name != chosen else "none",
+                    linewidth=2.4 if name == chosen else 1.4, label=_mpl_text(name), zorder=3)
+            fit = _mapping(block.get("fit"))
+            if name == chosen and fit:
+                colour = ax.lines[-1].get_color()
+                inside = np.geomspace(xs[0], xs[-1], 50)
+                ax.plot(inside, _power_law_accuracy(fit, inside), color=colour, linewidth=2.0)
+                ahead = np.geomspace(xs[-1], 4 * xs[-1], 50)
+                ax.plot(ahead, _power_law_accuracy(fit, ahead), color=colour, linewidth=1.6, linestyle="--")
+                pred = [p for p in _records(block.get("predicted")) if _is_number(p.get("low"))]
+                if pred:
+                    last = float(_power_law_accuracy(fit, xs[-1]))
+                    ax.fill_between([xs[-1]] + [float(p["images_per_class"]) for p in pred],
+                                    [last] + [float(p["low"]) for p in pred], [last] + [float(p["high"]) for p in pred],
+                                    color=colour, alpha=0.15, linewidth=0)
+        flip = _mapping(block.get("flips_at"))
+        if _is_number(flip.get("images_per_class")):
+            x = float(flip["images_per_class"])
+            ax.axvline(x, color="#374151", linestyle=":", linewidth=1.2)
+            ax.annotate(f"advice becomes\n{_strategy_label(flip.get('to'))} ≈ {x:.0f}/class", (x, 0.03),
+                        xycoords=("data", "axes fraction"), xytext=(4, 0), textcoords="offset points", fontsize=7,
+                        color="#374151", va="bottom")
+        if _is_number(data_n):
+            ax.axvline(float(data_n), color="#9ca3af", linewidth=1.0)
+            ax.annotate("your data", (float(data_n), 0.97), xycoords=("data", "axes fraction"), xytext=(3, 0),
+                        textcoords="offset points", fontsize=7, color="#6b7280", va="top")
         if chance is not None:
             ax.axhline(float(chance), color="#9ca3af", linestyle=":", linewidth=1.2, label="chance")
-        ax.set_xlabel("training images used by the probe" if uses_n else "fraction of the training sample")
-        ax.set_ylabel("probe accuracy")
+        ax.set_xlabel("training images per class (log scale; dashed: fitted law extrapolated up to 4x)")
+        ax.set_ylabel("frozen-probe accuracy")
         _percent_axis(ax.yaxis)
         ax.legend(loc="best")
         return _png_uri(fig)
@@ -754,6 +761,99 @@ def _validation_curves_png(runs: list[Mapping[str, Any]]) -> str | None:
         _percent_axis(ax.yaxis)
         ax.legend(loc="lower right", ncols=2 if len(lines) > 4 else 1)
         return _png_uri(fig)
+
+
+_CROSSING_LABELS = {"finetune_beats_freeze": "fine-tune > freeze", "scratch_catches_pretrained": "scratch catches up"}
+
+
+def _power_law_accuracy(fit: Mapping[str, Any], n: Any) -> Any:
+    import numpy as np
+
+    return 1.0 - (float(fit["a"]) * np.power(n, -float(fit["b"])) + float(fit["c"]))
+
+
+def _learning_curves_pngs(data_size: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One figure per backbone: accuracy against images per class (log x), each strategy's
+    measured points with error bars, the fitted law, its dashed extrapolation to 4x with a band,
+    and the crossing points marked."""
+    import numpy as np
+
+    curves = _records(data_size.get("curves"))
+    crossings = _records(data_size.get("crossings"))
+    figures = []
+    for backbone in dict.fromkeys(str(c.get("backbone")) for c in curves):
+        mine = [c for c in curves if str(c.get("backbone")) == backbone]
+        others: list[str] = []
+        with _figure(6.4, 3.6) as fig:
+            ax = fig.subplots()
+            _log_x(ax)
+            n_max = 0.0
+            for c in sorted(mine, key=lambda c: _strategy_order([str(c.get("strategy"))])):
+                strategy = str(c.get("strategy"))
+                colour = _colour(strategy, others)
+                pts = [p for p in _records(c.get("points")) if _is_number(p.get("images_per_class"))
+                       and _is_number(p.get("accuracy"))]
+                if not pts:
+                    continue
+                xs = np.array([float(p["images_per_class"]) for p in pts])
+                ys = np.array([float(p["accuracy"]) for p in pts])
+                err = np.array([float(p.get("std") or 0.0) for p in pts])
+                n_max = max(n_max, float(xs.max()))
+                ax.errorbar(xs, ys, yerr=err, fmt="o", color=colour, capsize=3, markersize=5,
+                            label=_strategy_label(strategy), zorder=3)
+                fit = _mapping(c.get("fit"))
+                if not fit:
+                    continue
+                inside = np.geomspace(xs.min(), xs.max(), 50)
+                ax.plot(inside, _power_law_accuracy(fit, inside), color=colour, linewidth=1.6, zorder=2)
+                ahead = np.geomspace(xs.max(), 4 * xs.max(), 50)
+                ax.plot(ahead, _power_law_accuracy(fit, ahead), color=colour, linewidth=1.4, linestyle="--", zorder=2)
+                pred = [p for p in _records(c.get("predicted")) if _is_number(p.get("low")) and _is_number(p.get("high"))]
+                if pred:
+                    bx = [float(xs.max())] + [float(p["images_per_class"]) for p in pred]
+                    last = float(_power_law_accuracy(fit, xs.max()))
+                    ax.fill_between(bx, [last] + [float(p["low"]) for p in pred],
+                                    [last] + [float(p["high"]) for p in pred], color=colour, alpha=0.15, linewidth=0)
+            for cr in crossings:
+                if str(cr.get("backbone")) != backbone or cr.get("status") != "ahead":
+                    continue
+                x = cr.get("images_per_class")
+                if not _is_number(x):
+                    continue
+                ax.axvline(float(x), color="#374151", linestyle=":", linewidth=1.2)
+                if _is_number(cr.get("low")):
+                    hi = float(cr["high"]) if _is_number(cr.get("high")) else 4 * n_max
+                    ax.axvspan(float(cr["low"]), hi, color="#9ca3af", alpha=0.12, linewidth=0)
+                ax.annotate(f"{_CROSSING_LABELS.get(str(cr.get('kind')), cr.get('kind'))}\n≈ {float(x):.0f}/class",
+                            (float(x), 0.02), xycoords=("data", "axes fraction"), xytext=(4, 0),
+                            textcoords="offset points", fontsize=7, color="#374151", va="bottom")
+            if n_max:
+                ax.axvline(n_max, color="#d1d5db", linewidth=1.0, zorder=1)
+            ax.set_xlabel("training images per class (log scale; dashed: extrapolated, up to 4x)")
+            ax.set_ylabel("accuracy (reported split)")
+            _percent_axis(ax.yaxis)
+            ax.legend(loc="lower right")
+            figures.append({"backbone": backbone, "png": _png_uri(fig)})
+    return figures
+
+
+def _data_size_rows(data_size: Mapping[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for c in _records(data_size.get("curves")):
+        pred = {round(float(p["images_per_class"]), 3): p for p in _records(c.get("predicted"))
+                if _is_number(p.get("images_per_class"))}
+        pts = [float(p["images_per_class"]) for p in _records(c.get("points")) if _is_number(p.get("images_per_class"))]
+        n = max(pts) if pts else None
+        at = [pred.get(round(k * n, 3)) if n else None for k in (2, 4)]
+        hold = _mapping(c.get("holdout"))
+        rows.append({
+            "backbone": c.get("backbone"), "strategy": _badge(c.get("strategy")), "n": n,
+            "measured": next((p.get("accuracy") for p in _records(c.get("points"))
+                              if _is_number(p.get("images_per_class")) and float(p["images_per_class"]) == n), None),
+            "at2": _mapping(at[0]), "at4": _mapping(at[1]), "fitted": bool(c.get("fit")),
+            "holdout_error": hold.get("error"), "holdout_n": hold.get("images_per_class"),
+        })
+    return rows
 
 
 def _pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -1012,7 +1112,8 @@ def _recommend_context(result: Mapping[str, Any]) -> dict[str, Any]:
         "no_batchnorm": [b.get("name") for b in backbones
                          if "stage_divergence" in b and not _mapping(b.get("stage_divergence"))],
         "transfer_rows": transfer_rows,
-        "curve_png": _learning_curve_png(backbones, chosen),
+        "curve_png": _learning_curve_png(backbones, chosen, _mapping(result.get("recommendation")).get("data_size"),
+                                         _mapping(_mapping(_mapping(result.get("recommendation")).get("axes")).get("size")).get("value")),
         "repro": _reproduction_view(result.get("reproduction")),
     }
 
@@ -1030,7 +1131,7 @@ def _recipe_rows(runs: list[Mapping[str, Any]]) -> tuple[list[str], list[dict[st
             if k not in keys:
                 keys.append(str(k))
         strategy = str(r.get("strategy"))
-        ident = (strategy, json.dumps(_jsonable(recipe), sort_keys=True))
+        ident = (strategy, json.dumps(json_clean(recipe), sort_keys=True))
         row = rows.setdefault(ident, {"strategy": strategy, "backbones": [], "recipe": recipe})
         if r.get("backbone") not in row["backbones"]:
             row["backbones"].append(r.get("backbone"))
@@ -1112,5 +1213,33 @@ def _bench_context(result: Mapping[str, Any]) -> dict[str, Any]:
         "recipe_keys": [k.replace("_", " ") for k in recipe_keys],
         "recipe_rows": recipe_rows,
         "rank_tables": _rank_tables(result.get("rank_correlation")),
+        "data_size_pngs": _learning_curves_pngs(_mapping(result.get("data_size"))),
+        "data_size_rows": _data_size_rows(_mapping(result.get("data_size"))),
+        "crossing_sentences": [v.get("data_size") for v in _records(winner.get("per_backbone")) if v.get("data_size")],
+        "execution": _execution_view(_mapping(result.get("execution"))),
         "repro": _reproduction_view(result.get("reproduction")),
+    }
+
+
+def _execution_view(execution: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Where the runs trained (executor, cluster, resources, nodes) and the grid's wall time."""
+    if not execution:
+        return None
+    nodes: dict[str, dict[str, Any]] = {}
+    for row in _records(execution.get("runs")):
+        name = str(row.get("node_ip") or row.get("node_id") or MISSING)
+        node = nodes.setdefault(name, {"node": name, "runs": 0, "failed": 0, "seconds": 0.0, "workers": set()})
+        node["runs"] += 1
+        node["failed"] += row.get("status", "ok") != "ok"
+        node["seconds"] += float(row.get("train_seconds") or 0.0)
+        node["workers"].add(row.get("pid"))
+    resources = _mapping(execution.get("resources"))
+    return {
+        **{k: execution.get(k) for k in ("executor", "address", "connection", "ray_version", "slots", "max_retries",
+                                         "data", "wall_seconds", "run_seconds", "speedup", "startup_seconds",
+                                         "n_trained", "n_resumed", "n_failed")},
+        "n_nodes": len(_records(execution.get("nodes"))) or None,
+        "cpus": resources.get("CPU"), "gpus": resources.get("GPU"),
+        "per_run": _mapping(execution.get("per_run")),
+        "nodes": [{**n, "workers": len(n["workers"])} for n in nodes.values()],
     }

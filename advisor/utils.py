@@ -8,26 +8,72 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 import os
 import platform
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
 __all__ = [
     "CACHE_ENV",
+    "OutputError",
     "atomic_write",
     "atomic_writer",
     "cache_root",
+    "check_writable",
     "json_clean",
+    "notice",
     "progress_bar",
+    "shown",
     "versions",
 ]
 
 #: Environment variable naming the root folder of every advisor cache.
 CACHE_ENV = "ADVISOR_CACHE"
+
+
+class OutputError(RuntimeError):
+    """An output (report folder, results file) cannot be written; the message names it and the fix."""
+
+
+def shown(path: str | os.PathLike) -> str:
+    """A path quoted for a one-line message: a newline or an undecodable byte in a name must not
+    break the line (or the terminal)."""
+    text = os.fspath(path)
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(text, str) else repr(text)
+    return "'" + text.replace("\n", "\\n").replace("\r", "\\r") + "'"
+
+
+def notice(message: str) -> None:
+    """One line on stderr, prefixed ``advisor:`` (a cache rebuilt, a bad line skipped, ...)."""
+    print(f"advisor: {message}", file=sys.stderr, flush=True)
+
+
+def check_writable(folder: str | os.PathLike, what: str) -> Path:
+    """Make sure ``folder`` exists and a file can be created in it, before any work is done.
+
+    Raises:
+        OutputError: One line naming the folder, why it cannot be written, and what to do.
+    """
+    path = Path(folder)
+    try:
+        if path.exists() and not path.is_dir():
+            raise OutputError(f"{what} {shown(path)} is a file, not a folder: pass another folder with --out")
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".advisor-write-test-")
+        os.close(fd)
+        os.unlink(probe)
+    except OutputError:
+        raise
+    except OSError as err:
+        reason = err.strerror or str(err)
+        fix = ("free some disk space or choose a folder on another disk with --out" if err.errno == 28 else
+               "choose a writable folder with --out (or fix its permissions)")
+        raise OutputError(f"cannot write the {what} {shown(path)} ({reason}): {fix}") from None
+    return path
 
 
 def cache_root() -> Path:
@@ -61,6 +107,10 @@ def atomic_writer(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> It
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp makes 0600; the file gets the permissions a plain open() would give it.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, mode, **kwargs) as fh:
             yield fh
             fh.flush()
@@ -85,27 +135,31 @@ def atomic_write(path: str | os.PathLike, data: str | bytes | Iterable[str]) -> 
 
 
 def json_clean(value: Any) -> Any:
-    """A JSON-ready copy: tuples become lists, NaN/inf become ``None``, numpy scalars plain values.
+    """A JSON-ready copy: tuples become lists, NaN/inf ``None``, numpy values plain ones, paths text.
+
+    Raises:
+        TypeError: A value JSON has no form for (so a bad result fails before any file is written).
 
     Example:
         >>> json_clean({"a": (1.0, float("nan")), 2: {"b": float("inf")}})
         {'a': [1.0, None], '2': {'b': None}}
     """
-    if isinstance(value, dict):
+    if value is None or isinstance(value, (str, bool)):
+        return value
+    if isinstance(value, Mapping):
         return {str(k): json_clean(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [json_clean(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", None) == 0:
-        value = value.item()  # numpy and torch scalars
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int):
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if hasattr(value, "tolist") and callable(value.tolist):  # numpy arrays and scalars, torch tensors
+        return json_clean(value.tolist())
+    if isinstance(value, numbers.Integral):
         return int(value)
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    return value
+    if isinstance(value, numbers.Real):
+        f = float(value)
+        return f if math.isfinite(f) else None
+    raise TypeError(f"cannot write a {type(value).__name__} as JSON: {value!r}")
 
 
 def progress_bar(total: int, desc: str, *, unit: str = "it", enabled: bool = True) -> Any:

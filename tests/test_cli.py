@@ -19,7 +19,7 @@ def run(*args: str):
 
 
 def test_version_and_help():
-    assert run("--version").output.strip().endswith(__version__)
+    assert run("--version").output.startswith(f"advisor {__version__} ")
     for command in ("recommend", "bench", "backbones", "demo", "weights"):
         result = run(command, "--help")
         assert result.exit_code == 0 and "Usage:" in result.output

@@ -363,3 +363,17 @@ def test_a_real_learning_curve_on_digits():
     at_100 = predict(fit, 100)
     assert at_100.low <= acc_100 <= at_100.high
     assert abs(at_100.accuracy - acc_100) < 0.02
+
+
+def test_sizes_at_chance_are_shown_but_not_fitted():
+    """A network from scratch sits at chance on a few images per class, then jumps: that is not
+    the saturating law's regime, so those sizes must not bend the fit or its holdout check."""
+    sizes, accs = [3, 6, 12, 24, 48], [0.09, 0.11, 0.45, 0.62, 0.73]
+    fit = fit_learning_curve(sizes, accs, n_val=80, chance=0.1, n_boot=20)
+    assert [p.get("at_chance", False) for p in fit.points] == [True, True, False, False, False]
+    assert fit.law is not None and fit.holdout["images_per_class"] == 48
+    plain = fit_learning_curve(sizes[2:], accs[2:], n_val=80, n_boot=20)
+    assert fit.law == plain.law  # the same fit as without the chance-level sizes
+    assert fit_learning_curve(sizes[:4], accs[:4], n_val=80, chance=0.1).law is None  # 2 sizes left
+    # without chance the same points are all fitted
+    assert not any(p.get("at_chance") for p in fit_learning_curve(sizes, accs, n_val=80).points)

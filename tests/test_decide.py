@@ -3,33 +3,44 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 
 import pytest
 
+from advisor.curves import PowerLaw, fit_learning_curve
 from advisor.decide import Recommendation, Thresholds, load_thresholds, recommend
 from advisor.profile import BackboneProfile, DatasetSummary, Profile, ProfileConfig
 
+FLAT = PowerLaw(a=0.0, b=1.0, c=0.1)  # a probe that more data does not move
+
+
+def _curve(law: PowerLaw, sizes=(5, 10, 20, 40)) -> dict:
+    """A frozen-probe learning curve measured exactly on ``law``, fitted as the profiler does."""
+    accs = [law.accuracy(n) for n in sizes]
+    return fit_learning_curve(list(sizes), accs, n_val=1000, strategy="freeze").to_dict(bootstrap=True)
+
 
 def _profile(per_class: int, similarity: float, *, probe: float = 0.9, pixels: float = 0.5,
-             slope: float = 0.0, extra: tuple[BackboneProfile, ...] = ()) -> Profile:
+             law: PowerLaw = FLAT, sizes=(5, 10, 20, 40), extra: tuple[BackboneProfile, ...] = ()) -> Profile:
     counts = {"a": per_class, "b": per_class}
     ds = DatasetSummary(
         path="/d", layout="flat", n_images=2 * per_class, n_classes=2, class_counts=counts, splits={},
         per_class={"min": per_class, "median": per_class, "max": per_class}, imbalance_ratio=1.0,
         skipped=(), empty_classes=(), image_stats={}, fingerprint="x",
     )
-    return Profile(dataset=ds, backbones=(_backbone("efficientnet_lite0", similarity, probe, pixels, slope),) + extra,
+    return Profile(dataset=ds, backbones=(_backbone("efficientnet_lite0", similarity, probe, pixels, law, sizes),) + extra,
                    config=ProfileConfig(), device="cpu", seconds=1.0)
 
 
-def _backbone(name, similarity, probe, pixels, slope=0.0):
+def _backbone(name, similarity, probe, pixels, law=FLAT, sizes=(5, 10, 20, 40)):
     return BackboneProfile(
         name=name, weights="imagenet", image_size=224, n_sample=100, similarity=similarity,
         signals={"bn_divergence": 0.1, "max_softmax": 0.4, "entropy": 0.4, "energy": -9.0},
         signal_scores={}, stage_divergence={},
         transferability={"linear_probe": probe, "pixel_linear_probe": pixels, "chance": 0.5, "logme": 0.1},
-        learning_curve=(), curve_slope=slope, seconds=1.0, images_per_second=10.0,
+        learning_curve=tuple({"images_per_class": n, "accuracy": law.accuracy(n), "std": 0.0} for n in sizes),
+        curve_fit=_curve(law, sizes), seconds=1.0, images_per_second=10.0,
     )
 
 
@@ -65,14 +76,17 @@ def test_features_that_add_nothing_override_freeze():
 
 
 def test_features_that_transfer_override_not_worth_using():
-    rec = recommend(_profile(20, 0.1, probe=0.95, pixels=0.95))
+    rec = recommend(_profile(40, 0.1, probe=0.95, pixels=0.95))
     assert rec.strategy == "finetune" and rec.overrides == ("features_transfer",)
     assert rec.settings["backbone_lr"] < rec.settings["head_lr"]
-    # too few images per class to fine-tune: freeze the features that transfer
-    few = recommend(_profile(10, 0.1, probe=0.95, pixels=0.5))
+    # too few images per class to fine-tune (digits 20/class, cifar10 30, magnetic_tile 35): freeze
+    few = recommend(_profile(35, 0.1, probe=0.95, pixels=0.5))
     assert few.strategy == "freeze" and few.overrides == ("features_transfer",)
     assert rec.case == "little data, different from ImageNet"  # the measured case is kept
     assert any("Raw pixels do as well" in r for r in rec.reasons)
+    # a probe near perfect leaves fine-tuning no room, however many images (bccd_cells: 98.7 %)
+    full = recommend(_profile(60, 0.1, probe=0.987, pixels=0.987))
+    assert full.strategy == "freeze" and full.overrides == ("features_transfer", "probe_ceiling")
     # weak features on little, different data: the case stands
     rec = recommend(_profile(20, 0.1, probe=0.70, pixels=0.72))
     assert rec.strategy == "not_worth_using" and rec.overrides == ()
@@ -83,23 +97,44 @@ def test_near_perfect_probe_leaves_finetuning_no_room():
     assert rec.strategy == "freeze" and rec.overrides == ("probe_ceiling",)
 
 
+RISING = PowerLaw(a=1.5, b=0.5, c=0.0)  # gains about 6 points per doubling at 50 images per class
+
+
 def test_rising_learning_curve_means_little_data():
-    # the sample (n_sample=100) holds the whole dataset: its curve speaks for all of it
-    rec = recommend(_profile(50, 0.1, probe=0.9, pixels=0.5, slope=0.10))
-    assert rec.axes["size"]["curve_rising"] is True
-    assert recommend(_profile(50, 0.1, probe=0.9, pixels=0.5, slope=0.0)).axes["size"]["curve_rising"] is False
-    # a capped sample of a larger dataset: the curve's end says nothing about the rest
-    rec = recommend(_profile(500, 0.1, probe=0.9, pixels=0.5, slope=0.10))
-    assert rec.axes["size"]["curve_rising"] is False and rec.strategy == "finetune"
+    rec = recommend(_profile(50, 0.1, probe=0.9, pixels=0.5, law=RISING))
+    size = rec.axes["size"]
+    assert size["curve_rising"] is True and size["curve_slope"] == pytest.approx(
+        math.log(2) * 1.5 * 0.5 * 50 ** -0.5, abs=2e-3)  # the fitted law's slope per doubling at 50
+    assert recommend(_profile(50, 0.1, probe=0.9, pixels=0.5)).axes["size"]["curve_rising"] is False
+    # data far beyond the curve's reach (500 > 4 x 40 per class): the curve says nothing of it
+    rec = recommend(_profile(500, 0.1, probe=0.9, pixels=0.5, law=RISING))
+    assert rec.axes["size"]["curve_reaches_data"] is False and rec.axes["size"]["curve_rising"] is False
+    assert rec.strategy == "finetune"
 
 
 def test_rising_curve_on_enough_images_turns_the_case_to_little():
-    prof = _profile(120, 0.1, probe=0.9, pixels=0.5, slope=0.10)
-    prof = replace(prof, backbones=(replace(prof.backbones[0], n_sample=240),))
-    rec = recommend(prof)
+    rec = recommend(_profile(120, 0.1, probe=0.9, pixels=0.5, law=PowerLaw(a=3.0, b=0.5, c=0.0),
+                             sizes=(10, 20, 40, 80)))
     assert rec.axes["size"]["curve_rising"] is True
     assert rec.strategy == "finetune"  # little + different, but the features transfer (0.9 vs 0.5)
     assert rec.case == "little data, different from ImageNet"
+
+
+def test_the_fitted_curve_says_where_more_data_would_change_the_advice():
+    # 40 per class, far from ImageNet, features that carry little (skill 0.4): not worth using now;
+    # the probe's curve has levelled off, so from the size threshold on the data counts as enough.
+    law = PowerLaw(a=0.5, b=1.0, c=0.3)
+    rec = recommend(_profile(40, 0.1, probe=0.7, pixels=0.5, law=law))
+    assert rec.strategy == "not_worth_using"
+    flip = rec.data_size["flips_at"]
+    assert flip["to"] == "finetune" and 100 <= flip["images_per_class"] <= 103
+    assert any("with about 10" in r and "fine-tuning" in r for r in rec.reasons)
+    assert [p["images_per_class"] for p in rec.data_size["predicted"]] == [80, 160]
+    assert rec.data_size["predicted"][0]["accuracy"] == pytest.approx(law.accuracy(80), abs=0.01)
+    # similar data stays "freeze" whatever its size: nothing to flip to
+    same = recommend(_profile(40, 0.9, probe=0.7, pixels=0.5, law=law))
+    assert same.strategy == "freeze" and same.data_size["flips_at"] is None
+    assert any("stays freezing" in r for r in same.reasons)
 
 
 def test_confidence_grows_with_distance_from_thresholds():

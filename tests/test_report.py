@@ -39,7 +39,7 @@ def recommend_result(tmp_path: Path) -> dict:
         "transferability": {"linear_probe": 0.91, "knn_probe": 0.86, "pixel_linear_probe": 0.41,
                             "pixel_knn_probe": 0.37, "chance": 0.25, "logme": 1.23, "leep": -0.81,
                             "nce": -0.9, "hscore": 3.4},
-        "learning_curve": [{"fraction": f, "n": int(200 * f), "accuracy": a}
+        "learning_curve": [{"fraction": f, "n": int(200 * f), "images_per_class": 100 * f, "accuracy": a}
                            for f, a in [(0.25, 0.7), (0.5, 0.82), (1.0, 0.91)]],
         "seconds": 12.5, "images_per_second": 20.48,
     }

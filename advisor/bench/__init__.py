@@ -13,6 +13,8 @@ Modules, in the order data flows through them:
 - :mod:`~advisor.bench.training`: one run: its :class:`RunSpec`, loaders, fit loops,
   :func:`train_run`.
 - :mod:`~advisor.bench.runner`: the splits, the grid of runs, and :func:`bench`.
+- :mod:`~advisor.bench.executors`: where the runs train: this process, or one Ray task each;
+  the results file shared safely between drivers.
 - :mod:`~advisor.bench.results`: torch-free run records, the results file, summaries, verdicts,
   agreement and rank correlation.
 
@@ -40,6 +42,8 @@ _WHERE = {
                      "make_trainable", "suggested_settings"), "strategies"),
     **dict.fromkeys(("RunEnv", "RunSpec", "failed_run", "train_run"), "training"),
     **dict.fromkeys(("Splits", "bench", "make_splits", "plan_runs"), "runner"),
+    **dict.fromkeys(("EXECUTORS", "Execution", "Executor", "ExecutorError", "LocalExecutor", "RayExecutor",
+                     "ResultsLedger", "RunOptions", "make_executor"), "executors"),
 }
 
 __all__ = sorted(_WHERE)

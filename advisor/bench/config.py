@@ -45,6 +45,10 @@ class BenchConfig:
         image_cache_dir: Decoded-image cache folder (``None``: under the cache root; ``""``: no
             cache, images are decoded on the fly into the same pixels, with the same results).
         max_per_class: Cap of training images per class (seeded), for quick runs.
+        fractions: Train every strategy also on nested, class-stratified subsets of the fit split
+            (``(0.25, 0.5, 1.0)``: the 25 % subset lies inside the 50 % one); the selection and
+            reported splits stay the same. The runs at 1.0 give the verdict, all of them the
+            learning curves (``data_size``). 1.0 is always included.
         weights: Weights of the pretrained strategies: ``"imagenet"``, or ``None`` for random
             initialisation (tests and offline smoke runs; the verdict is then meaningless).
 
@@ -73,17 +77,22 @@ class BenchConfig:
     cache_dir: str | None = None
     image_cache_dir: str | None = None
     max_per_class: int | None = None
+    fractions: tuple[float, ...] = (1.0,)
     weights: str | None = "imagenet"
 
     def __post_init__(self) -> None:
         # The registry's facts without importing torch (a test checks both agree).
         from advisor.bench.results import STRATEGY_INFO
 
-        for name in ("strategies", "seeds"):
+        for name in ("strategies", "seeds", "fractions"):
             value = getattr(self, name)
-            if isinstance(value, (str, int)):
+            if isinstance(value, (str, int, float)):
                 value = (value,)
             object.__setattr__(self, name, tuple(value))
+        for f in self.fractions:
+            if not (isinstance(f, (int, float)) and 0.0 < float(f) <= 1.0):
+                raise ValueError(f"fractions must lie in (0, 1], got {f!r}")
+        object.__setattr__(self, "fractions", tuple(sorted({float(f) for f in self.fractions} | {1.0})))
         if not self.strategies:
             raise ValueError("strategies is empty: name at least one of " + ", ".join(STRATEGY_INFO))
         for name in self.strategies:
@@ -125,7 +134,7 @@ class BenchConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["strategies"], d["seeds"] = list(self.strategies), list(self.seeds)
+        d["strategies"], d["seeds"], d["fractions"] = list(self.strategies), list(self.seeds), list(self.fractions)
         return d
 
     @classmethod

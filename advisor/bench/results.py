@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from advisor import metrics
-from advisor.utils import json_clean
+from advisor.utils import OutputError, json_clean, notice, shown
 
 __all__ = [
     "KEY_VERSION",
@@ -99,6 +99,7 @@ class RunResult:
             monitored split's accuracy; the other is ``None``).
         recipe: The recipe actually used, as a dict.
         lr_factor: Multiplier of the default learning rates (``tune`` tries several).
+        fraction: Share of the fit split it trained on (learning curves; 1.0 otherwise).
         key: Identity for resuming (:func:`run_key`).
         trained: ``True`` when trained by this call, ``False`` when read from a results file.
         details: Extra facts: split sizes and names, device, precision, cache use, timings.
@@ -122,6 +123,7 @@ class RunResult:
     curve: tuple[dict[str, Any], ...] = ()
     recipe: dict[str, Any] = field(default_factory=dict)
     lr_factor: float = 1.0
+    fraction: float = 1.0
     key: str = ""
     trained: bool = True
     details: dict[str, Any] = field(default_factory=dict)
@@ -144,6 +146,7 @@ class RunResult:
         d["details"] = dict(d.get("details") or {})
         d["seed"] = int(d["seed"])
         d["lr_factor"] = float(d.get("lr_factor", 1.0))
+        d["fraction"] = float(d.get("fraction", 1.0))
         return cls(**d)
 
 
@@ -242,24 +245,39 @@ def run_key(payload: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-def read_results(path: str | os.PathLike) -> list[RunResult]:
-    """Runs recorded in a JSON-lines results file; unreadable lines (a torn last one) are skipped.
+def read_results(path: str | os.PathLike, *, report: bool = False) -> list[RunResult]:
+    """Runs recorded in a JSON-lines results file; every good line is kept, bad ones skipped.
 
+    A line that is not a run record (cut by a kill, damaged, or written by something else) is
+    skipped: that run is simply redone. With ``report``, each is named in one line on stderr.
     Every run read back has ``trained=False``.
+
+    Raises:
+        OutputError: The file exists but cannot be read (the message names it and the fix).
     """
     try:
         with open(path, "rb") as fh:
             raw = fh.read()
     except FileNotFoundError:
         return []
+    except IsADirectoryError:
+        raise OutputError(f"the results file {shown(path)} is a folder: remove it or pass another --out") from None
+    except OSError as err:
+        raise OutputError(f"cannot read the results file {shown(path)} ({err.strerror or err}): fix its "
+                          "permissions, or pass another --out to start a new one") from None
     runs = []
-    for line in raw.split(b"\n"):
+    lines = raw.split(b"\n")
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             runs.append(replace(RunResult.from_dict(json.loads(line)), trained=False))
-        except (ValueError, KeyError, TypeError, AttributeError):
-            continue  # a line cut by a kill, or not ours: that run is simply redone
+        except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
+            if report:
+                cut = number == len(lines) and not raw.endswith(b"\n")
+                notice(f"results file {shown(path)}, line {number}: "
+                       + ("cut short (an interrupted write)" if cut else "not a run record")
+                       + "; skipped, that run will be trained again")
     return runs
 
 
@@ -271,8 +289,13 @@ def append_result(path: str | os.PathLike, run: RunResult) -> None:
     first (in the same write), so the new record never glues onto it.
     """
     text = json.dumps(json_clean(run.to_dict()), allow_nan=False, sort_keys=True) + "\n"
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError as err:
+        raise OutputError(f"cannot write the results file {shown(path)} ({err.strerror or err}): runs finished "
+                          "so far are in it; fix its permissions or free space, then run the same command again"
+                          ) from None
     try:
         size = os.fstat(fd).st_size
         if size:
@@ -281,10 +304,15 @@ def append_result(path: str | os.PathLike, run: RunResult) -> None:
                 if fh.read(1) != b"\n":
                     text = "\n" + text
         data = text.encode()
-        written = os.write(fd, data)
-        while written < len(data):  # regular files do not short-write in practice
-            written += os.write(fd, data[written:])
-        os.fsync(fd)
+        try:
+            written = os.write(fd, data)
+            while written < len(data):  # regular files do not short-write in practice
+                written += os.write(fd, data[written:])
+            os.fsync(fd)
+        except OSError as err:
+            # A line cut by a full disk is skipped when read back: the runs before it stay.
+            raise OutputError(f"cannot write the results file {shown(path)} ({err.strerror or err}): runs "
+                              "finished so far are in it; free some space, then run the same command again") from None
     finally:
         os.close(fd)
 
@@ -293,16 +321,16 @@ def append_result(path: str | os.PathLike, run: RunResult) -> None:
 
 
 def select_trials(trials: Sequence[RunResult]) -> list[RunResult]:
-    """The selected run of each (backbone, strategy, seed): the best on the selection split.
+    """The selected run of each (backbone, strategy, seed, fraction): the best on the selection split.
 
     Without ``tune`` every group holds one trial, which is returned. With several learning-rate
     trials the highest ``selection_accuracy`` wins (ties: the factor nearest 1, then the
     smaller); the reported accuracy never takes part in the choice. A group whose trials all
     failed yields its first failure. Groups keep their first-seen order.
     """
-    groups: dict[tuple[str, str, int], list[RunResult]] = {}
+    groups: dict[tuple[str, str, int, float], list[RunResult]] = {}
     for r in trials:
-        groups.setdefault((r.backbone, r.strategy, r.seed), []).append(r)
+        groups.setdefault((r.backbone, r.strategy, r.seed, r.fraction), []).append(r)
     chosen = []
     for group in groups.values():
         ok = [r for r in group if r.ok]
@@ -373,7 +401,6 @@ def _info(name: str) -> StrategyInfo:
 
 
 def _backbone_verdict(backbone: str, rows: dict[str, dict[str, Any]], margin: float) -> dict[str, Any]:
-    points = f"{100 * margin:.1f} points"
     means = {s: r["mean_accuracy"] for s, r in rows.items()}
     pretrained = {s: a for s, a in means.items() if _info(s).pretrained}
     scratch = {s: a for s, a in means.items() if not _info(s).pretrained}
@@ -382,27 +409,35 @@ def _backbone_verdict(backbone: str, rows: dict[str, dict[str, Any]], margin: fl
     base = {"backbone": backbone, "top_accuracy": top, "n_report": n_report}
     if not pretrained:
         return {**base, "strategy": None, "verdict": None, "accuracy": None, "near_tie": None, "notes": [],
-                "rule": f"{backbone}: no pretrained strategy finished, so no verdict (margin {points})."}
+                "tolerance": margin,
+                "rule": f"{backbone}: no pretrained strategy finished, so no verdict (margin {100 * margin:.1f} points)."}
     order = list(STRATEGY_INFO)
     best_name = max(pretrained, key=lambda s: pretrained[s])
     best = pretrained[best_name]
+    # A difference within one standard error of the reported split is a near-tie, and a near-tie
+    # goes to the cheaper strategy: the tolerance is the margin or that noise, whichever is larger.
+    noise = _noise(best, n_report)
+    tol = max(margin, noise or 0.0)
+    points = (f"{100 * tol:.1f}-point tolerance (one standard error of a difference on the {n_report}-image "
+              f"reported split, above the {100 * margin:.1f}-point margin)" if tol > margin else
+              f"{100 * margin:.1f}-point margin")
     winner: str | None = None
     if scratch:
         s_name = max(scratch, key=lambda s: scratch[s])
         s_acc = scratch[s_name]
-        if s_acc >= best - margin - _EPS:
+        if s_acc >= best - tol - _EPS:
             winner = s_name
-            rule = (f"{backbone}: training from scratch reaches {_pct(s_acc)}, within the {points} margin of the "
+            rule = (f"{backbone}: training from scratch reaches {_pct(s_acc)}, within the {points} of the "
                     f"best pretrained strategy ({best_name}, {_pct(best)}), so the pretrained weights are not "
                     "worth using.")
-        scratch_clause = f"training from scratch reaches only {_pct(s_acc)}, more than {points} below it"
+        scratch_clause = f"training from scratch reaches only {_pct(s_acc)}, below it by more than the {points}"
     else:
         scratch_clause = "training from scratch was not run, so it was not compared"
     if winner is None:
-        close = [s for s, a in pretrained.items() if a >= best - margin - _EPS]
+        close = [s for s, a in pretrained.items() if a >= best - tol - _EPS]
         winner = min(close, key=lambda s: (_info(s).cost_rank, -pretrained[s], order.index(s) if s in order else 99))
-        cheapest = (f"{winner} ({_pct(pretrained[winner])}) is the cheapest strategy within {points} of it"
-                    if winner != best_name else f"no cheaper strategy comes within {points} of it")
+        cheapest = (f"{winner} ({_pct(pretrained[winner])}) is the cheapest strategy within the {points} of it"
+                    if winner != best_name else f"no cheaper strategy comes within the {points} of it")
         rule = (f"{backbone}: the best pretrained strategy is {best_name} at {_pct(best)}; {scratch_clause}; "
                 f"{cheapest}, so: {_info(winner).verdict}.")
     acc = means[winner]
@@ -429,20 +464,22 @@ def _backbone_verdict(backbone: str, rows: dict[str, dict[str, Any]], margin: fl
     if notes:
         rule += " Caveat: " + "; ".join(notes) + "."
     return {**base, "strategy": winner, "verdict": _info(winner).verdict, "accuracy": acc, "rule": rule,
-            "near_tie": near_tie, "notes": notes}
+            "near_tie": near_tie, "notes": notes, "tolerance": tol}
 
 
 def verdict(runs: Sequence[RunResult], *, margin: float) -> dict[str, Any]:
     """The cost-aware rule, per backbone and overall.
 
     Per backbone, on mean accuracies over seeds of the finished runs: let ``best`` be the
-    highest among the pretrained strategies. If training from scratch reaches
-    ``best - margin`` the verdict is ``"not_worth_using"``; otherwise the cheapest pretrained
-    strategy within ``margin`` of ``best`` wins (freeze before partial before finetune; equal
-    cost: the more accurate). Overall, the backbone with the highest accuracy wins and its
-    verdict is the answer. Each backbone's verdict also says whether its gap to the closest
-    rival verdict is within one standard error of the reported split (a near-tie), and which
-    runs had not converged.
+    highest among the pretrained strategies, and the tolerance the larger of ``margin`` and one
+    standard error of a difference of accuracies near ``best`` on the reported split,
+    ``sqrt(2 p (1 - p) / n)``: a smaller difference is a near-tie, which the data cannot settle.
+    If training from scratch reaches ``best - tolerance`` the verdict is ``"not_worth_using"``;
+    otherwise the cheapest pretrained strategy within the tolerance of ``best`` wins (freeze
+    before partial before finetune; equal cost: the more accurate), so a near-tie goes to the
+    cheaper strategy. Overall, the backbone with the highest accuracy wins and its verdict is
+    the answer. Each backbone's verdict also says whether its gap to the closest rival verdict is
+    within that noise (a near-tie, with the numbers), and which runs had not converged.
 
     Args:
         runs: Selected runs of any backbones and strategies (failed runs are ignored).

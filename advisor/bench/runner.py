@@ -14,35 +14,35 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
+
 from advisor.backbones import backbone_info
 from advisor.bench.config import AUTO, BenchConfig
+from advisor.bench.executors import Executor, LocalExecutor, RunOptions
 from advisor.bench.results import (
     BenchResult,
     RunResult,
     agreement,
-    append_result,
     rank_correlation,
-    read_results,
     run_key,
     select_trials,
     summarize_runs,
     verdict,
 )
 from advisor.bench.strategies import MAX_EPOCHS, TUNE_FACTORS, get_strategy
-from advisor.bench.training import RunEnv, RunSpec, failed_run, train_run
+from advisor.bench.training import RunSpec, train_run
+from advisor.curves import crossing_sentence, curves_from_runs
 from advisor.data import Dataset, Sample, scan, stratified_sample, stratified_split
 from advisor.imagecache import summarize_use
 from advisor.profile import summarize_dataset
-from advisor.runtime import choose_precision, resolve_device
 from advisor.utils import versions
 
-__all__ = ["Splits", "bench", "make_splits", "plan_runs"]
+__all__ = ["Splits", "bench", "data_size", "make_splits", "nested_subset", "plan_runs"]
 
 
 @dataclass(frozen=True)
@@ -115,13 +115,39 @@ def _digest(samples: Sequence[Sample]) -> str:
     return h.hexdigest()[:16]
 
 
+def nested_subset(samples: Sequence[Sample], fraction: float, seed: int) -> tuple[Sample, ...]:
+    """A class-stratified ``fraction`` of ``samples`` (at least one per class), nested across fractions.
+
+    Each class is shuffled once with a generator seeded by ``seed`` and its label, and the
+    subset keeps the first ``round(fraction * n_c)``: with the same seed, the 25 % subset lies
+    inside the 50 % one, so a learning curve measures data, not resampling. Order is kept.
+
+    Example:
+        >>> from advisor.data import Sample
+        >>> pool = [Sample(f"/d/{i}.png", i % 2, "train") for i in range(20)]
+        >>> small, half = nested_subset(pool, 0.25, 0), nested_subset(pool, 0.5, 0)
+        >>> len(small), len(half), set(small) <= set(half)
+        (6, 10, True)
+    """
+    if fraction >= 1.0:
+        return tuple(samples)
+    by_label: dict[int, list[int]] = {}
+    for i, s in enumerate(samples):
+        by_label.setdefault(s.label, []).append(i)
+    keep: set[int] = set()
+    for label, idx in by_label.items():
+        order = np.random.default_rng([seed, label]).permutation(len(idx))
+        keep.update(idx[j] for j in order[: max(1, round(fraction * len(idx)))])
+    return tuple(s for i, s in enumerate(samples) if i in keep)
+
+
 def plan_runs(dataset: Dataset, backbones: Sequence[str], config: BenchConfig, *,
               precision: str = "fp32") -> list[RunSpec]:
-    """Every run of the grid (backbone x seed x strategy x learning-rate factor), keyed.
+    """Every run of the grid (backbone x seed x strategy x fraction x learning-rate factor), keyed.
 
     The key holds everything that changes a result: data fingerprint, backbone, strategy,
-    seed, weights, image size, recipe (budget included), the split rule and the exact split,
-    precision and learning-rate factor.
+    seed, weights, image size, recipe (budget included), the split rule and the exact split
+    (the fraction's subset included), precision and learning-rate factor.
     """
     fingerprint = dataset.fingerprint()
     splits = {seed: make_splits(dataset, config, seed) for seed in config.seeds}
@@ -133,23 +159,53 @@ def plan_runs(dataset: Dataset, backbones: Sequence[str], config: BenchConfig, *
         size = int(config.image_size or backbone_info(name).image_size)
         for seed in config.seeds:
             sp = splits[seed]
-            for strategy_name in config.strategies:
-                base = get_strategy(strategy_name)().default_recipe(config)
-                for factor in factors:
-                    recipe = replace(base.scaled(factor), lr_sweep=factors) if config.tune else base
-                    payload = {
-                        "dataset": fingerprint, "backbone": name, "strategy": strategy_name, "seed": int(seed),
-                        "weights": config.weights, "image_size": size, "recipe": recipe.to_dict(),
-                        "lr_factor": factor, "precision": precision, "split": sp.rule,
-                        "samples": [_digest(sp.fit), _digest(sp.select), _digest(sp.report)],
-                    }
-                    specs.append(RunSpec(
-                        backbone=name, strategy=strategy_name, seed=int(seed), recipe=recipe, lr_factor=factor,
-                        image_size=size, weights=config.weights, fit=sp.fit, select=sp.select, report=sp.report,
-                        num_classes=len(dataset.classes), fingerprint=fingerprint, pool=pool,
-                        splits={k: v for k, v in sp.names.items() if v}, key=run_key(payload),
-                    ))
+            for fraction in sorted(config.fractions, reverse=True):  # the full data first: the verdict
+                fit = nested_subset(sp.fit, fraction, seed)
+                rule = {**sp.rule, "fraction": fraction} if fraction < 1.0 else sp.rule
+                for strategy_name in config.strategies:
+                    base = get_strategy(strategy_name)().default_recipe(config)
+                    for factor in factors:
+                        recipe = replace(base.scaled(factor), lr_sweep=factors) if config.tune else base
+                        payload = {
+                            "dataset": fingerprint, "backbone": name, "strategy": strategy_name, "seed": int(seed),
+                            "weights": config.weights, "image_size": size, "recipe": recipe.to_dict(),
+                            "lr_factor": factor, "precision": precision, "split": rule,
+                            "samples": [_digest(fit), _digest(sp.select), _digest(sp.report)],
+                        }
+                        specs.append(RunSpec(
+                            backbone=name, strategy=strategy_name, seed=int(seed), recipe=recipe, lr_factor=factor,
+                            image_size=size, weights=config.weights, fit=fit, select=sp.select, report=sp.report,
+                            num_classes=len(dataset.classes), fingerprint=fingerprint, pool=pool,
+                            splits={k: v for k, v in sp.names.items() if v}, fraction=fraction, key=run_key(payload),
+                        ))
     return specs
+
+
+def data_size(runs: Sequence[RunResult], *, margin: float, seed: int = 0,
+              chance: float | None = None) -> dict[str, Any] | None:
+    """The ``data_size`` block: fitted learning curves and crossing points (:mod:`advisor.curves`).
+
+    ``chance`` is the reported split's majority-class share: sizes at chance level are drawn but
+    not fitted. ``None`` when every run used the full data (no ``fractions``).
+    """
+    if len({r.fraction for r in runs if r.ok}) < 2:
+        return None
+    points = [{"backbone": r.backbone, "strategy": r.strategy, "seed": r.seed, "accuracy": r.accuracy,
+               "images_per_class": r.details.get("images_per_class")} for r in runs if r.ok]
+    n_report = [r.details.get("n_report") for r in runs if r.ok and r.details.get("n_report")]
+    return curves_from_runs([p for p in points if p["images_per_class"]], margin=margin,
+                            n_val=int(np.median(n_report)) if n_report else None, seed=seed, chance=chance)
+
+
+def _add_crossings(winner: dict[str, Any], crossings: Sequence[dict[str, Any]]) -> None:
+    """Each backbone's verdict gains one sentence per crossing point of its learning curves."""
+    for v in winner.get("per_backbone") or ():
+        sentences = [crossing_sentence(c) for c in crossings if c["backbone"] == v["backbone"]]
+        if sentences:
+            v["data_size"] = "; ".join(sentences)
+            v["rule"] += " More data: " + v["data_size"] + "."
+            if v["backbone"] == winner.get("backbone"):
+                winner["rule"] += " More data: " + v["data_size"] + "."
 
 
 def _selection_text(run: RunResult, factors: Sequence[float]) -> str:
@@ -174,6 +230,7 @@ def bench(
     profiles: dict[str, dict] | None = None,
     progress: bool = False,
     command: str | None = None,
+    executor: Executor | None = None,
 ) -> BenchResult:
     """Train every strategy on every backbone and seed, and decide which is worth it.
 
@@ -191,9 +248,11 @@ def bench(
         profiles: Backbone -> profile dict with ``"transferability"``, for the rank correlation.
         progress: Progress bars on stderr.
         command: The command line to record for reproduction; by default a Python call.
+        executor: Where the runs train (:mod:`advisor.bench.executors`): this process by
+            default, or a Ray cluster. Opened here unless the caller opened it.
 
     Returns:
-        The :class:`BenchResult`.
+        The :class:`BenchResult` (its ``execution`` block says where and how the runs trained).
 
     Raises:
         KeyboardInterrupt: Re-raised after the finished runs are safely on disk.
@@ -209,38 +268,35 @@ def bench(
     if not backbones:
         raise ValueError("name at least one backbone")
     dataset = data if isinstance(data, Dataset) else scan(data)
-    device = resolve_device(config.device)
-    precision = choose_precision(device)
+    executor = executor if executor is not None else LocalExecutor()
+    opened = executor.open()
+    device, precision = executor.placement(config.device)  # the workers' device: the keys hold its precision
     specs = plan_runs(dataset, backbones, config, precision=precision.name)
-    previous = {r.key: r for r in read_results(results_file) if r.ok} if results_file is not None else {}
-    env = RunEnv(device=device, precision=precision, num_workers=config.num_workers,
-                 start_method=config.start_method, cache_dir=config.cache_dir,
-                 image_cache_dir=config.image_cache_dir, progress=progress)
+    options = RunOptions(device=str(device), precision=precision.name, num_workers=config.num_workers,
+                         start_method=config.start_method, cache_dir=config.cache_dir,
+                         image_cache_dir=config.image_cache_dir, progress=progress)
+    try:
+        # train_run is looked up here, at call time, so that it can be replaced (tests count runs so).
+        execution = executor.run(specs, options, results_file=results_file, train=train_run, progress=progress)
+    finally:
+        if opened:
+            executor.close()
+    trials = list(execution.runs)
 
-    trials: list[RunResult] = []
-    for spec in specs:
-        if spec.key in previous:
-            trials.append(previous[spec.key])
-            continue
-        try:
-            run = train_run(spec, env)
-        except Exception as err:  # noqa: BLE001 - one bad run must not cost the others
-            run = failed_run(spec, err)
-            if progress:
-                print(f"advisor bench: {spec.backbone} {spec.strategy} seed {spec.seed} failed: "
-                      f"{(run.error or '').splitlines()[0]}", file=sys.stderr)
-        trials.append(run)
-        if results_file is not None:
-            append_result(results_file, run)
-
-    runs = select_trials(trials)
+    selected = select_trials(trials)
     factors = TUNE_FACTORS if config.tune else (1.0,)
-    runs = [replace(r, recipe={**r.recipe, "selection": _selection_text(r, factors)}) if r.ok else r
-            for r in runs]
+    selected = [replace(r, recipe={**r.recipe, "selection": _selection_text(r, factors)}) if r.ok else r
+                for r in selected]
+    runs = [r for r in selected if r.fraction == 1.0]  # the verdict rests on the full data
+    report_labels = np.bincount([s.label for s in specs[0].report]) if specs and specs[0].report else None
+    chance = float(report_labels.max() / report_labels.sum()) if report_labels is not None else None
+    sizes = data_size(selected, margin=config.margin, seed=config.seeds[0], chance=chance)
     header_sample = stratified_sample(dataset.samples, per_class=20, total=400, seed=0)
-    summary_ds = summarize_dataset(dataset, header_sample, extra_skipped=env.failures.values())
+    summary_ds = summarize_dataset(dataset, header_sample, extra_skipped=execution.failures.values())
     first = make_splits(dataset, config, config.seeds[0])
     winner = verdict(runs, margin=config.margin)
+    if sizes:
+        _add_crossings(winner, sizes["crossings"])
     agrees, note = agreement(recommendation, winner, runs)
     budget = ("auto: until the selection accuracy stops improving (patience "
               f"{config.patience} epochs, at least {100 * config.min_delta:g} points), at most "
@@ -257,6 +313,7 @@ def bench(
         "lr_factors": list(factors),
         "weights": config.weights or "random (pretrained strategies too: a smoke run, not a verdict)",
         "strategies": list(config.strategies), "max_per_class": config.max_per_class,
+        "fractions": list(config.fractions),
         "device": str(device), "precision": precision.name,
         "accuracy": ("top-1 on the reported split, of the weights the selection split chose"
                      if first.select else "top-1 on the reported split after the last epoch"),
@@ -276,7 +333,9 @@ def bench(
         agreement_note=note,
         rank_correlation=rank_correlation(runs, profiles),
         trials=tuple(trials) if config.tune else (),
-        extra={"image_cache": summarize_use(env.image_cache_use)},
+        extra={"image_cache": summarize_use(execution.image_cache_use), "execution": execution.to_dict(),
+               **({"data_size": sizes, "curve_runs": [r.to_dict() for r in selected if r.fraction != 1.0]}
+                  if sizes else {})},
         reproduction={
             "versions": versions(), "device": str(device), "seed": config.seeds[0],
             "options": {**config.to_dict(), "backbones": list(backbones),

@@ -66,6 +66,7 @@ class RunSpec:
         num_classes: Width of the new head.
         fingerprint: Dataset fingerprint (feature cache key).
         splits: Names of the three splits, for the record (``{"fit", "select", "report"}``).
+        fraction: Share of the full fit split that ``fit`` holds (learning curves).
         key: The run key (:func:`advisor.bench.results.run_key`).
     """
 
@@ -83,7 +84,16 @@ class RunSpec:
     fingerprint: str
     pool: tuple[Sample, ...] = ()
     splits: dict[str, str] = field(default_factory=dict)
+    fraction: float = 1.0
     key: str = ""
+
+    @property
+    def images_per_class(self) -> float:
+        """Mean training images per class that has any (the learning curves' x axis)."""
+        counts: dict[int, int] = {}
+        for s in self.fit:
+            counts[s.label] = counts.get(s.label, 0) + 1
+        return float(np.mean(list(counts.values()))) if counts else 0.0
 
 
 @dataclass
@@ -329,14 +339,17 @@ class _Stopper:
     """Early stopping on the selection accuracy, keeping the best epoch's weights in memory.
 
     An epoch counts as an improvement when it beats the best so far by at least ``min_delta``;
-    ``patience`` epochs in a row without one stop the run. With a fixed budget nothing stops
+    ``patience`` epochs in a row without one stop the run. Epochs up to ``first_epoch`` never
+    count towards the patience: the learning-rate warm-up (a network from scratch sits at chance
+    while its learning rate is still rising: measured on hymenoptera, scratch stopped at epoch 4
+    of a 6-epoch warm-up) and freeze_unfreeze's frozen phase. With a fixed budget nothing stops
     and the last epoch is the one evaluated, but the curve still says whether it was improving.
     """
 
     def __init__(self, recipe: Recipe, *, first_epoch: int = 0) -> None:
         self.patience, self.min_delta = recipe.patience, recipe.min_delta
         self.early = recipe.early_stopping
-        self.first_epoch = first_epoch  # epochs before it never stop the run (freeze_unfreeze's frozen phase)
+        self.first_epoch = first_epoch  # epochs up to it never count towards the patience
         self.best_acc = -math.inf
         self.best_epoch = 0
         self.since = 0
@@ -379,7 +392,8 @@ def fit_network(strategy: Strategy, backbone: Backbone, data: RunData, env: RunE
     scheduler = _schedule(optimizer, recipe.epochs * loaders.steps_per_epoch(), recipe.warmup)
     scaler = env.precision.grad_scaler(dev)
     monitor = "select" if data.select else "report"
-    stopper = _Stopper(recipe, first_epoch=recipe.unfreeze_epoch or 0)
+    warmup_epochs = math.ceil(recipe.warmup * recipe.epochs - 1e-9)
+    stopper = _Stopper(recipe, first_epoch=max(recipe.unfreeze_epoch or 0, warmup_epochs))
     curve: list[dict[str, Any]] = []
     train_time, images_seen = 0.0, 0
     bar = progress_bar(recipe.epochs * loaders.steps_per_epoch(), env.run_label or strategy.name, unit="step",
@@ -627,14 +641,14 @@ def train_run(spec: RunSpec, env: RunEnv) -> RunResult:
         fit = _fit_once(strategy, spec, data, env)
     memory, memory_note = _peak_memory_mb(env.device)
     details = dict(fit.details, device=str(env.device), memory=memory_note, precision=env.precision.name,
-                   n_select=len(spec.select), splits=dict(spec.splits))
+                   n_select=len(spec.select), splits=dict(spec.splits), images_per_class=spec.images_per_class)
     return RunResult(
         backbone=spec.backbone, strategy=spec.strategy, seed=int(spec.seed), status="ok",
         accuracy=fit.accuracy, macro_f1=fit.macro_f1, selection_accuracy=fit.selection_accuracy,
         train_seconds=fit.seconds, images_per_second=fit.images_per_second, peak_memory_mb=memory,
         epochs_to_90=_epochs_to_90(fit.curve), epochs_run=fit.epochs_run, best_epoch=fit.best_epoch,
         converged=fit.converged, curve=tuple(fit.curve), recipe=fit.recipe.to_dict(), lr_factor=spec.lr_factor,
-        key=spec.key, details=details,
+        fraction=spec.fraction, key=spec.key, details=details,
     )
 
 
@@ -643,6 +657,7 @@ def failed_run(spec: RunSpec, err: BaseException) -> RunResult:
     message = f"{type(err).__name__}: {err}".strip()
     return RunResult(
         backbone=spec.backbone, strategy=spec.strategy, seed=int(spec.seed), status="failed",
-        error=message[:2000], recipe=spec.recipe.to_dict(), lr_factor=spec.lr_factor, key=spec.key,
+        error=message[:2000], recipe=spec.recipe.to_dict(), lr_factor=spec.lr_factor, fraction=spec.fraction,
+        key=spec.key,
         details={"traceback": "".join(traceback.format_exception(type(err), err, err.__traceback__))[-4000:]},
     )
