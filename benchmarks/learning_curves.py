@@ -21,7 +21,6 @@ import csv
 import os
 import shlex
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
@@ -55,7 +54,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0])] + sys.argv[1:])
     (_RESULTS / "learning_curves").mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="advisor-curves-"))
+    # A fixed folder: the demo files keep their modification times, so their runs resume.
+    tmp = _RESULTS / "learning_curves" / "demo-data"
     fractions = (0.25, 0.5, 1.0)
 
     jobs = [("digits40", make_demo(tmp, "digits", per_class=40), args.digits_size)]

@@ -389,10 +389,13 @@ def _pct(x: float) -> str:
 
 
 def _noise(p: float, n: int | None) -> float | None:
-    """One standard error of the difference of two accuracies near ``p`` on ``n`` images."""
+    """One standard error of the difference of two accuracies near ``p`` on ``n`` images.
+
+    ``p`` is kept half an image away from 0 and 1: a perfect score on few images is not certain.
+    """
     if not n:
         return None
-    p = min(max(p, 0.0), 1.0)
+    p = min(max(p, 0.5 / n), 1.0 - 0.5 / n)
     return math.sqrt(2 * p * (1 - p) / n)
 
 
