@@ -22,4 +22,4 @@ test: $(BIN)/advisor
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) reports/*.html reports/*.json reports/*.jsonl reports/demo-data
+	rm -rf $(VENV) reports/*.html reports/*.json reports/*.jsonl reports/*.lock reports/*.locks reports/demo-data

@@ -88,11 +88,13 @@ class Thresholds:
         finetune_images_per_class: On little, different data whose features transfer, the
             fewest images per class at which fine-tuning beats freezing by more than the bench's
             tolerance. Measured with the 0.2 bench (early stopping, honest splits, lite0,
-            ``benchmarks/learning_curves.py`` and ``benchmarks/budget.py``): digits at 112 px,
-            10 per class freeze 90.0 % vs fine-tune 55.0 %, 20 per class 87.5 % vs 82.5 %,
-            40 per class 87.5 % vs 93.8 %; calibration/cifar10 (30 per class) 61.0 % vs
-            47.0 %, calibration/magnetic_tile (35 per class) 68.0 % vs 65.0 %: freezing wins
-            below 40.
+            ``benchmarks/learning_curves.py``, ``benchmarks/budget.py`` and ``advisor demo``):
+            digits at 112 px, 10 per class freeze 90.0 % vs fine-tune 55.0 %, 20 per class
+            87.5 % vs 82.5 %, 40 per class 87.5 % vs 93.8 % or 91.2 % (two seeds' streams: a
+            near-tie once, within the 4.5-point tolerance of 80 images); calibration/cifar10 (30
+            per class) 61.0 % vs 47.0 %, calibration/magnetic_tile (35 per class) 68.0 % vs
+            65.0 %. Fine-tuning starts to win around 40; the threshold sits above that, where it
+            no longer hangs on the seed, because a near-tie goes to the cheaper strategy.
         probe_ceiling: A frozen-probe accuracy at or above this leaves fine-tuning too little
             room to win by more than the benchmark's tolerance, whatever the case
             (calibration/bccd_cells: probe 98.7 %, bench freeze 100 % vs fine-tune 98.9 %).
@@ -104,7 +106,7 @@ class Thresholds:
     pixel_margin: float = 0.02
     min_skill: float = 0.25
     transfer_skill: float = 0.5
-    finetune_images_per_class: float = 40.0
+    finetune_images_per_class: float = 50.0
     probe_ceiling: float = 0.98
 
     def to_dict(self) -> dict[str, float]:
@@ -310,11 +312,12 @@ def _decide(enough: bool, similar: bool, size_value: float, evidence: dict[str, 
             + (f"The frozen probe already reaches {probe:.1%} (>= {th.probe_ceiling:.0%}): fine-tuning has too "
                "little room to win, so freeze." if ceiling else
                f"With {size_value:.0f} images per class (>= {th.finetune_images_per_class:.0f}), fine-tuning "
-               "adapts the features to the new domain (measured on digits, 40 per class: fine-tune 93.8 %, "
+               "adapts the features to the new domain (measured on digits, 40 per class: fine-tune 91.2-93.8 %, "
                "freeze 87.5 %)." if tunable else
                f"With {size_value:.0f} images per class (< {th.finetune_images_per_class:.0f}), fine-tuning "
-               "does not beat a classifier on the frozen features (measured: digits 20 per class 82.5 % vs "
-               "87.5 %, cifar10 30 per class 47 % vs 61 %, magnetic_tile 35 per class 65 % vs 68 %), so freeze.")
+               "does not clearly beat a classifier on the frozen features (measured: digits 20 per class "
+               "82.5 % vs 87.5 %, 40 per class a near-tie; cifar10 30 per class 47 % vs 61 %, magnetic_tile "
+               "35 per class 65 % vs 68 %), so freeze.")
             + (f" Raw pixels do as well ({pixels:.1%}): a small model on pixels is a cheaper alternative."
                if gap <= th.pixel_margin else "")
         )

@@ -18,7 +18,6 @@ offending argument; nothing draws from global random state.
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Sequence
 

@@ -78,6 +78,8 @@ __all__ = [
     "extract_features",
     "load_reference",
     "profile",
+    "profile_backbone",
+    "profile_one",
     "similarity_score",
     "summarize_dataset",
 ]
@@ -893,6 +895,15 @@ def profile_backbone(backbone: Backbone, samples: Sequence[Sample], config: Prof
     ), feats
 
 
+def profile_one(name: str, samples: Sequence[Sample], config: ProfileConfig, *, fingerprint: str,
+                progress: bool = False) -> tuple[BackboneProfile, Features]:
+    """Build backbone ``name`` (random weights from a seeded stream: the same every time) and
+    profile ``samples`` with it: what :func:`profile` does per backbone, in any process."""
+    with isolated_random(derive_seed("profile", name, config.seed)):
+        backbone = get_backbone(name, weights=config.weights)
+    return profile_backbone(backbone, samples, config, fingerprint=fingerprint, progress=progress)
+
+
 def profile(
     data: str | os.PathLike | Dataset,
     backbones: Sequence[str] = ("efficientnet_lite0",),
@@ -919,9 +930,7 @@ def profile(
     results, failures = [], []
     use: dict[str, dict[str, int]] = {}
     for name in backbones:
-        with isolated_random(derive_seed("profile", name, config.seed)):  # random weights: the same each time
-            bb = get_backbone(name, weights=config.weights)
-        result, feats = profile_backbone(bb, sample, config, fingerprint=dataset.fingerprint(), progress=progress)
+        result, feats = profile_one(name, sample, config, fingerprint=dataset.fingerprint(), progress=progress)
         results.append(result)
         failures.extend(feats.failures)
         tally_use(use, feats.image_cache)

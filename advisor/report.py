@@ -22,7 +22,6 @@ import io
 import json
 import math
 import numbers
-import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime

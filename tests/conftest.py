@@ -26,6 +26,16 @@ def tiny_image_folder(tmp_path: Path) -> Path:
     return root
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_blas_thread():
+    """One BLAS thread for numpy/scipy/sklearn: on a shared 2-core machine, several BLAS threads
+    made scipy's L-BFGS in the probes 40x slower (contention), and the tests' arrays are tiny."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _restore_rng_state():
     """Each test leaves torch's, numpy's and Python's global RNGs as it found them."""

@@ -21,7 +21,6 @@ from advisor.bench import (
     BenchConfig,
     BenchResult,
     Freeze,
-    FreezeUnfreeze,
     Partial,
     RunEnv,
     RunResult,
@@ -692,3 +691,19 @@ def test_fractions_train_nested_subsets_and_fit_learning_curves(tmp_path, config
     assert bool(per.get("data_size")) == bool(block["crossings"]) == ("More data:" in result.winner["rule"])
     html, _ = report.write_bench_report(result.to_dict(), tmp_path / "reports")
     assert 'id="data-size"' in html.read_text() and "Holdout error" in html.read_text()
+
+
+def test_a_copy_of_the_data_gives_the_same_numbers(tmp_path, config):
+    """The random streams follow what a run is, not when its files were written: a fresh copy of
+    the same images (new modification times, another folder) trains to the same numbers, while
+    its keys differ (the files must be checked again)."""
+    import shutil
+
+    a = make_demo(tmp_path / "a", "digits", per_class=8)
+    time.sleep(0.01)
+    b = tmp_path / "b" / "digits"
+    shutil.copytree(a, b, copy_function=shutil.copyfile)  # new modification times
+    cfg = replace(config, strategies=("finetune",), epochs=1, cache_dir="")
+    ra, rb = bench(a, ["resnet18"], config=cfg).runs[0], bench(b, ["resnet18"], config=cfg).runs[0]
+    assert ra.key != rb.key
+    assert ra.accuracy == rb.accuracy and [p["train_loss"] for p in ra.curve] == [p["train_loss"] for p in rb.curve]

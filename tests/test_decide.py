@@ -76,11 +76,11 @@ def test_features_that_add_nothing_override_freeze():
 
 
 def test_features_that_transfer_override_not_worth_using():
-    rec = recommend(_profile(40, 0.1, probe=0.95, pixels=0.95))
+    rec = recommend(_profile(50, 0.1, probe=0.95, pixels=0.95))
     assert rec.strategy == "finetune" and rec.overrides == ("features_transfer",)
     assert rec.settings["backbone_lr"] < rec.settings["head_lr"]
-    # too few images per class to fine-tune (digits 20/class, cifar10 30, magnetic_tile 35): freeze
-    few = recommend(_profile(35, 0.1, probe=0.95, pixels=0.5))
+    # too few images per class to fine-tune (digits 20 and 40/class, cifar10 30, magnetic_tile 35): freeze
+    few = recommend(_profile(40, 0.1, probe=0.95, pixels=0.5))
     assert few.strategy == "freeze" and few.overrides == ("features_transfer",)
     assert rec.case == "little data, different from ImageNet"  # the measured case is kept
     assert any("Raw pixels do as well" in r for r in rec.reasons)

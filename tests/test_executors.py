@@ -263,9 +263,13 @@ def test_a_killed_worker_is_retried_and_without_retries_recorded_as_failed(ray_c
     lost = bench(digits, ["resnet18"], config=config, results_file=tmp_path / "lost.jsonl",
                  executor=RayExecutor(max_retries=0))
     freeze, finetune = lost.runs
-    assert freeze.ok and finetune.status == "failed"
+    assert finetune.status == "failed"
     assert finetune.error.startswith("WorkerLost: the worker running it died 1 time(s) (--max-retries 0)")
-    assert [r.status for r in read_results(tmp_path / "lost.jsonl")] == ["ok", "failed"]  # nothing finished is lost
+    # Ray may have queued freeze on the same worker: then it died with it (no retries allowed);
+    # either way it is recorded, and the grid finished.
+    assert freeze.ok or freeze.error.startswith("WorkerLost"), freeze.error
+    recorded = {r.strategy: r.status for r in read_results(tmp_path / "lost.jsonl")}
+    assert recorded == {"freeze": freeze.status, "finetune": "failed"}  # nothing finished is lost
 
 
 def test_an_exception_is_not_retried_and_out_of_memory_halves_the_batch(ray_cluster, digits, tmp_path, monkeypatch):

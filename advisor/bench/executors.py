@@ -51,11 +51,11 @@ from filelock import FileLock, Timeout
 
 from advisor.bench.results import RunResult, append_result, read_results
 from advisor.bench.strategies import Freeze, get_strategy
-from advisor.bench.training import RunEnv, RunSpec, failed_run, train_run
+from advisor.bench.training import RunEnv, RunSpec, failed_run, pool_features, train_run
 from advisor.data import Dataset, Sample, Skipped, stratified_sample
-from advisor.profile import Profile, ProfileConfig, extract_features, profile, profile_backbone, summarize_dataset
 from advisor.imagecache import summarize_use, tally_use
-from advisor.runtime import Precision, choose_precision, derive_seed, isolated_random, resolve_device
+from advisor.profile import Profile, ProfileConfig, profile, profile_one, summarize_dataset
+from advisor.runtime import Precision, choose_precision, resolve_device
 from advisor.utils import cache_root, versions
 
 __all__ = [
@@ -634,28 +634,21 @@ def _extract_task(spec: RunSpec, pool: tuple[Sample, ...], options: RunOptions,
             return {"cached": None, "seconds": 0.0, **_where()}
         samples = list(spec.pool) or sorted({s.path: s for s in spec.fit + spec.select + spec.report}.values(),
                                             key=lambda s: s.path)
-        feats = extract_features(backbone, samples, image_size=spec.image_size, batch_size=spec.recipe.batch_size,
-                                 num_workers=env.num_workers, device=env.device, cache_dir=env.cache_dir,
-                                 fingerprint=spec.fingerprint, collect_bn=False, progress=False,
-                                 precision=env.precision, start_method=env.start_method,
-                                 image_cache_dir=env.image_cache_dir)
+        env.image_size, env.fingerprint = spec.image_size, spec.fingerprint
+        feats = pool_features(backbone, samples, spec.recipe.batch_size, env)
     return {"cached": bool(feats.cached), "seconds": time.time() - started, "started": started, **_where()}
 
 
 def _profile_task(name: str, sample: list[Sample], config: ProfileConfig, fingerprint: str, threads: int | None,
                   shipment: _Shipment | None) -> tuple[Any, list[Skipped], dict[str, Any] | None]:
     """One backbone of :func:`advisor.profile.profile`, built from the same random stream."""
-    from advisor.backbones import get_backbone
-
     back: dict[str, str] = {}
     if shipment is not None:
         where = _materialise(shipment)
         sample = list(_move(sample, where))
         back = {local: path for path, local in where.items()}
     with _torch_threads(threads):
-        with isolated_random(derive_seed("profile", name, config.seed)):
-            backbone = get_backbone(name, weights=config.weights)
-        result, feats = profile_backbone(backbone, sample, config, fingerprint=fingerprint)
+        result, feats = profile_one(name, sample, config, fingerprint=fingerprint)
     return result, [Skipped(back.get(f.path, f.path), f.reason) for f in feats.failures], feats.image_cache
 
 

@@ -108,10 +108,11 @@ def make_splits(dataset: Dataset, config: BenchConfig, seed: int) -> Splits:
     return Splits(tuple(fit), tuple(select), tuple(report), names, rule)
 
 
-def _digest(samples: Sequence[Sample]) -> str:
+def _digest(samples: Sequence[Sample], root: str) -> str:
+    """The split's files (relative to the data folder) and labels: its content, not its place."""
     h = hashlib.sha256()
     for s in samples:  # fsencode: a name need not be valid UTF-8
-        h.update(os.fsencode(s.path) + f"\0{s.label}\n".encode())
+        h.update(os.fsencode(os.path.relpath(s.path, root)) + f"\0{s.label}\n".encode())
     return h.hexdigest()[:16]
 
 
@@ -170,13 +171,18 @@ def plan_runs(dataset: Dataset, backbones: Sequence[str], config: BenchConfig, *
                             "dataset": fingerprint, "backbone": name, "strategy": strategy_name, "seed": int(seed),
                             "weights": config.weights, "image_size": size, "recipe": recipe.to_dict(),
                             "lr_factor": factor, "precision": precision, "split": rule,
-                            "samples": [_digest(fit), _digest(sp.select), _digest(sp.report)],
+                            "samples": [_digest(fit, dataset.root), _digest(sp.select, dataset.root),
+                                        _digest(sp.report, dataset.root)],
                         }
+                        # The random streams follow what the run is, not when its files were
+                        # written: the key's data fingerprint holds sizes and modification times.
+                        stream = run_key({k: v for k, v in payload.items() if k != "dataset"})
                         specs.append(RunSpec(
                             backbone=name, strategy=strategy_name, seed=int(seed), recipe=recipe, lr_factor=factor,
                             image_size=size, weights=config.weights, fit=fit, select=sp.select, report=sp.report,
                             num_classes=len(dataset.classes), fingerprint=fingerprint, pool=pool,
                             splits={k: v for k, v in sp.names.items() if v}, fraction=fraction, key=run_key(payload),
+                            stream=stream,
                         ))
     return specs
 

@@ -27,12 +27,13 @@ from advisor.bench.strategies import Recipe, Strategy, get_strategy
 from advisor.augment import center_crop, random_resized_crop
 from advisor.data import ImageFolder, Sample, Skipped
 from advisor.imagecache import ImageCache, StoredImage, open_image_cache, tally_use
-from advisor.profile import extract_features
+from advisor.profile import Features, extract_features
 from advisor.runtime import FP32, Precision, default_workers, derive_seed, isolated_random, seed_worker
 from advisor.utils import progress_bar
 
 __all__ = [
     "Fit",
+    "pool_features",
     "RunData",
     "RunEnv",
     "RunSpec",
@@ -68,6 +69,9 @@ class RunSpec:
         splits: Names of the three splits, for the record (``{"fit", "select", "report"}``).
         fraction: Share of the full fit split that ``fit`` holds (learning curves).
         key: The run key (:func:`advisor.bench.results.run_key`).
+        stream: What seeds the run's random streams: the key without the data fingerprint's
+            file sizes and times, so the same files and options give the same numbers on any
+            copy of the data.
     """
 
     backbone: str
@@ -86,6 +90,7 @@ class RunSpec:
     splits: dict[str, str] = field(default_factory=dict)
     fraction: float = 1.0
     key: str = ""
+    stream: str = ""
 
     @property
     def images_per_class(self) -> float:
@@ -488,6 +493,20 @@ def _lbfgs_head(x: torch.Tensor, y: torch.Tensor, num_classes: int, l2: float, r
     return head
 
 
+def pool_features(backbone: Backbone, pool: Sequence[Sample], batch_size: int, env: RunEnv) -> Features:
+    """The frozen strategy's embeddings of ``pool`` (one cached pass shared by every freeze run).
+
+    Random weights differ with every seed and the cache key cannot tell them apart, so they are
+    never cached. Freeze needs no BatchNorm statistics (the key records it). Any executor that
+    extracts ahead of the runs calls this, so the runs find the same cache entry.
+    """
+    return extract_features(backbone, list(pool), image_size=env.image_size, batch_size=batch_size,
+                            num_workers=env.num_workers, device=env.device,
+                            cache_dir=env.cache_dir if backbone.pretrained else "", fingerprint=env.fingerprint,
+                            collect_bn=False, progress=env.progress, precision=env.precision,
+                            start_method=env.start_method, image_cache_dir=env.image_cache_dir)
+
+
 def fit_head_on_embeddings(strategy: Strategy, backbone: Backbone, data: RunData, env: RunEnv) -> Fit:
     """``freeze``: embeddings once (cached), then a linear head on them.
 
@@ -498,17 +517,11 @@ def fit_head_on_embeddings(strategy: Strategy, backbone: Backbone, data: RunData
     """
     start = time.perf_counter()
     recipe = strategy.recipe
-    # Random weights differ with every seed, and the cache key cannot tell them apart.
-    cache_dir = env.cache_dir if backbone.pretrained else ""
     pool = data.pool or sorted({s.path: s for s in data.fit + data.select + data.report}.values(),
                                key=lambda s: s.path)
     # Extract before the head is replaced, so the cached logits are ImageNet's like every other
-    # entry of the feature cache. Freeze needs no BatchNorm statistics (the key records it).
-    feats = extract_features(backbone, pool, image_size=env.image_size, batch_size=recipe.batch_size,
-                             num_workers=env.num_workers, device=env.device, cache_dir=cache_dir,
-                             fingerprint=env.fingerprint, collect_bn=False, progress=env.progress,
-                             precision=env.precision, start_method=env.start_method,
-                             image_cache_dir=env.image_cache_dir)
+    # entry of the feature cache.
+    feats = pool_features(backbone, pool, recipe.batch_size, env)
     for f in feats.failures:
         env.failures[f.path] = f
     tally_use(env.image_cache_use, feats.image_cache)
@@ -624,7 +637,7 @@ def train_run(spec: RunSpec, env: RunEnv) -> RunResult:
     """Train one run and measure it; exceptions propagate (:func:`failed_run` records them).
 
     The run draws every random number (initialisation, data order, augmentation, dropout)
-    from streams seeded by ``derive_seed(spec.key)``, inside :func:`advisor.runtime.isolated_random`:
+    from streams seeded by ``derive_seed(spec.stream)``, inside :func:`advisor.runtime.isolated_random`:
     the same spec gives the same numbers whatever ran before it, and the caller's streams are
     left as they were.
 
@@ -637,7 +650,7 @@ def train_run(spec: RunSpec, env: RunEnv) -> RunResult:
     env.run_label = f"{spec.backbone} {spec.strategy} s{spec.seed}" + (f" lr x{spec.lr_factor:g}" if spec.lr_factor != 1 else "")
     data = RunData(list(spec.fit), list(spec.select), list(spec.report), spec.num_classes, list(spec.pool))
     strategy = get_strategy(spec.strategy)(spec.recipe)
-    with isolated_random(derive_seed(spec.key or (spec.backbone, spec.strategy), spec.seed)):
+    with isolated_random(derive_seed(spec.stream or spec.key or (spec.backbone, spec.strategy), spec.seed)):
         fit = _fit_once(strategy, spec, data, env)
     memory, memory_note = _peak_memory_mb(env.device)
     details = dict(fit.details, device=str(env.device), memory=memory_note, precision=env.precision.name,
