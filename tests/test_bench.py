@@ -102,7 +102,7 @@ def test_verdict_rule(accuracies, expected, strategy):
     w = verdict(runs, margin=0.02)
     assert (w["verdict"], w["strategy"], w["backbone"]) == (expected, strategy, "resnet18")
     assert w["accuracy"] == pytest.approx(accuracies[strategy])
-    assert "within the 2.0-point margin" in w["rule"] or "more than the 2.0-point margin" in w["rule"]
+    assert "2.0-point margin" in w["rule"] and "tolerance" not in w["rule"]  # no reported split: the margin
 
 
 def test_verdict_uses_seed_means_ignores_failures_and_picks_best_backbone():
@@ -133,7 +133,8 @@ def test_a_near_tie_within_the_noise_of_the_split_goes_to_the_cheaper_strategy()
     tie = v["near_tie"]
     assert tie["rival"] == "finetune" and tie["within_noise"] is True
     assert tie["noise"] == pytest.approx(np.sqrt(2 * 0.89375 * 0.10625 / 80))
-    assert "Near-tie" in v["rule"] and "87.5%" in v["rule"] and "91.2%" in v["rule"] and "4.5-point tolerance" in v["rule"]
+    assert "Near-tie" in v["rule"] and "87.5%" in v["rule"] and "91.2%" in v["rule"] and "3.7 points apart" in v["rule"]
+    assert "4.5-point tolerance: one standard error of a difference on the 80-image reported split" in v["rule"]
     # The same accuracies on 2000 images are no tie: the margin decides, and fine-tuning wins.
     clear = verdict([run(s, a, n_report=2000) for s, a in (("freeze", 0.875), ("finetune", 0.9125))], margin=0.02)
     assert clear["verdict"] == "finetune" and clear["per_backbone"][0]["near_tie"]["within_noise"] is False

@@ -421,9 +421,9 @@ def _backbone_verdict(backbone: str, rows: dict[str, dict[str, Any]], margin: fl
     # goes to the cheaper strategy: the tolerance is the margin or that noise, whichever is larger.
     noise = _noise(best, n_report)
     tol = max(margin, noise or 0.0)
-    points = (f"{100 * tol:.1f}-point tolerance (one standard error of a difference on the {n_report}-image "
-              f"reported split, above the {100 * margin:.1f}-point margin)" if tol > margin else
-              f"{100 * margin:.1f}-point margin")
+    points = (f"{100 * tol:.1f}-point tolerance" if tol > margin else f"{100 * margin:.1f}-point margin")
+    why = (f" (the {points}: one standard error of a difference on the {n_report}-image reported split, "
+           f"larger than the {100 * margin:.1f}-point margin)" if tol > margin else "")
     winner: str | None = None
     if scratch:
         s_name = max(scratch, key=lambda s: scratch[s])
@@ -432,17 +432,17 @@ def _backbone_verdict(backbone: str, rows: dict[str, dict[str, Any]], margin: fl
             winner = s_name
             rule = (f"{backbone}: training from scratch reaches {_pct(s_acc)}, within the {points} of the "
                     f"best pretrained strategy ({best_name}, {_pct(best)}), so the pretrained weights are not "
-                    "worth using.")
-        scratch_clause = f"training from scratch reaches only {_pct(s_acc)}, below it by more than the {points}"
+                    f"worth using{why}.")
+        scratch_clause = f"scratch reaches only {_pct(s_acc)}"
     else:
-        scratch_clause = "training from scratch was not run, so it was not compared"
+        scratch_clause = "scratch was not run"
     if winner is None:
         close = [s for s, a in pretrained.items() if a >= best - tol - _EPS]
         winner = min(close, key=lambda s: (_info(s).cost_rank, -pretrained[s], order.index(s) if s in order else 99))
-        cheapest = (f"{winner} ({_pct(pretrained[winner])}) is the cheapest strategy within the {points} of it"
-                    if winner != best_name else f"no cheaper strategy comes within the {points} of it")
-        rule = (f"{backbone}: the best pretrained strategy is {best_name} at {_pct(best)}; {scratch_clause}; "
-                f"{cheapest}, so: {_info(winner).verdict}.")
+        cheapest = (f"{winner} ({_pct(pretrained[winner])}) is the cheapest strategy within the {points}"
+                    if winner != best_name else f"nothing cheaper comes within the {points}")
+        rule = (f"{backbone}: {best_name} is best at {_pct(best)} ({scratch_clause}); {cheapest}, so: "
+                f"{_info(winner).verdict}{why}.")
     acc = means[winner]
     # Honesty about noise: the closest rival of another verdict, and whether the gap to it is
     # within one standard error of a difference of accuracies on this reported split.
@@ -456,9 +456,9 @@ def _backbone_verdict(backbone: str, rows: dict[str, dict[str, Any]], margin: fl
             near_tie = {"rival": rival, "rival_accuracy": rivals[rival], "gap": gap, "noise": noise,
                         "within_noise": abs(gap) <= noise + _EPS}
             if near_tie["within_noise"]:
-                rule += (f" Near-tie: {winner} {_pct(acc)} against {rival} {_pct(rivals[rival])} differ by "
-                         f"{100 * gap:+.1f} points, within the noise of the {n_report}-image reported split "
-                         f"(one standard error {100 * noise:.1f} points); more data or seeds would settle it.")
+                rule += (f" Near-tie: {winner} ({_pct(acc)}) and {rival} ({_pct(rivals[rival])}) are "
+                         f"{100 * abs(gap):.1f} points apart, within one standard error ({100 * noise:.1f} points) "
+                         f"of the {n_report}-image reported split; more data or seeds would settle it.")
     notes = []
     for s, row in rows.items():
         if row.get("converged") is False and row.get("mean_epochs"):
@@ -512,10 +512,10 @@ def verdict(runs: Sequence[RunResult], *, margin: float) -> dict[str, Any]:
     top = max(decided, key=lambda v: v["top_accuracy"])
     rule = top["rule"]
     if len(decided) > 1:
-        rule = (f"Cost-aware rule with a {100 * margin:.1f}-point margin; {top['backbone']} is the most accurate "
-                f"backbone ({_pct(top['top_accuracy'])}). {rule}")
+        rule = (f"Cost-aware rule: {top['backbone']} is the most accurate backbone "
+                f"({_pct(top['top_accuracy'])}). {rule}")
     else:
-        rule = f"Cost-aware rule with a {100 * margin:.1f}-point margin. {rule}"
+        rule = f"Cost-aware rule: {rule}"
     return {"backbone": top["backbone"], "strategy": top["strategy"], "verdict": top["verdict"],
             "accuracy": top["accuracy"], "rule": rule, "margin": margin, "per_backbone": per_backbone}
 
@@ -564,8 +564,8 @@ def agreement(recommendation: dict[str, Any] | None, winner: dict[str, Any],
         note = "scratch was not benched, so the verdict could not say 'not worth using'"
     elif v.get("near_tie") and v["near_tie"].get("within_noise"):
         nt = v["near_tie"]
-        note = (f"near-tie: {v['strategy']} and {nt['rival']} differ by {100 * nt['gap']:+.1f} points, within the "
-                f"noise of the reported split ({100 * nt['noise']:.1f} points)")
+        note = (f"near-tie: {v['strategy']} and {nt['rival']} are {100 * abs(nt['gap']):.1f} points apart, within "
+                f"the noise of the reported split ({100 * nt['noise']:.1f} points)")
     return advice == v["verdict"], note
 
 
