@@ -22,6 +22,7 @@ import io
 import json
 import math
 import numbers
+import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
@@ -188,21 +189,46 @@ def write_index(out_dir: str | Path) -> Path:
 
 def _write_report(result, out_dir, kind, name, template_getter, context_builder) -> tuple[Path, Path]:
     out = check_writable(out_dir, "report folder")
-    stem = _sanitise(name) if name else _default_stem(result, kind)
-    html_path, json_path = out / f"{stem}.html", out / f"{stem}.json"
-    twin = dict(json_clean(result))
-    twin["report"] = str(html_path)
-    # Serialise first: a result that cannot become JSON fails before either file is touched.
-    json_text = json.dumps(twin, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     try:
+        stem, reserved = (_sanitise(name), None) if name else _reserve(out, _default_stem(result, kind))
+    except OSError as err:
+        raise OutputError(f"cannot write the report in {shown(out)} ({err.strerror or err}): choose a writable "
+                          "folder with --out") from None
+    html_path, json_path = out / f"{stem}.html", out / f"{stem}.json"
+    try:
+        twin = dict(json_clean(result))
+        twin["report"] = str(html_path)
+        # Serialise first: a result that cannot become JSON fails before the report is touched.
+        json_text = json.dumps(twin, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
         _write_atomic(html_path, template_getter().generate(context_builder(result)))
         _write_atomic(json_path, [json_text])
         write_index(out)
-    except OSError as err:
-        fix = "free some disk space" if err.errno == 28 else "choose a writable folder with --out"
-        raise OutputError(f"cannot write the report in {shown(out)} ({err.strerror or err}): {fix}; finished "
-                          "runs are kept in the results file") from None
+    except BaseException as err:
+        if reserved is not None and reserved.exists() and reserved.stat().st_size == 0:
+            reserved.unlink()  # the empty placeholder of a report that was never written
+        if isinstance(err, OSError):
+            fix = "free some disk space" if err.errno == 28 else "choose a writable folder with --out"
+            raise OutputError(f"cannot write the report in {shown(out)} ({err.strerror or err}): {fix}; "
+                              "finished runs are kept in the results file") from None
+        raise
     return html_path, json_path
+
+
+def _reserve(out: Path, stem: str) -> tuple[str, Path]:
+    """A report name no other command is writing: ``stem``, else ``stem-2``, ``stem-3``...
+
+    The JSON twin's name is claimed by creating it exclusively (empty until the report is
+    written): two commands finishing in the same second never write over each other's report.
+    """
+    for n in range(1, 10_000):
+        candidate = stem if n == 1 else f"{stem}-{n}"
+        path = out / f"{candidate}.json"
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        except FileExistsError:
+            continue
+        return candidate, path
+    raise OSError(f"no free report name for {stem} in {out}")
 
 
 def _write_atomic(path: Path, chunks: Iterable[str]) -> None:

@@ -183,3 +183,19 @@ def test_too_few_images_get_an_explicit_answer_not_a_guess(tmp_path):
     enough = _invoke("recommend", str(_tiny(tmp_path / "three", per_class=3)), *QUICK, "--no-cache", "--json",
                      "--out", str(tmp_path / "r"))
     assert json.loads(enough.output)["recommendation"]["strategy"] != "insufficient_data"
+
+
+def test_two_reports_in_the_same_second_never_overwrite_each_other(tmp_path):
+    from advisor.report import write_recommend_report
+
+    result = {"kind": "recommend", "created": "2026-11-28T12:00:00", "dataset": {"path": "/data/pets"},
+              "recommendation": {"strategy": "freeze"}, "backbones": []}
+    first = write_recommend_report(result, tmp_path)
+    second = write_recommend_report(result, tmp_path)
+    assert first[0].name == "recommend-pets-20261128-120000.html"
+    assert second[0].name == "recommend-pets-20261128-120000-2.html"
+    assert json.loads(first[1].read_text())["report"] == str(first[0])
+    assert json.loads(second[1].read_text())["report"] == str(second[0])
+    named = write_recommend_report(result, tmp_path, name="mine")
+    again = write_recommend_report(result, tmp_path, name="mine")  # an explicit name is the user's choice
+    assert named == again
