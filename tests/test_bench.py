@@ -96,6 +96,8 @@ def _count_runs(monkeypatch) -> list[tuple[str, str, float]]:
     ({"freeze": 0.90, "finetune": 0.90, "scratch": 0.10}, "freeze", "freeze"),        # tie: cheaper
     ({"freeze": 0.70, "partial": 0.86, "finetune": 0.87, "scratch": 0.1}, "finetune", "partial"),  # cheaper
     ({"freeze": 0.80, "finetune": 0.90}, "finetune", "finetune"),                     # no scratch run
+    ({"freeze": 0.90, "finetune": 0.91, "scratch": 0.905}, "freeze", "freeze"),       # scratch ties, freeze is cheaper
+    ({"freeze": 0.60, "finetune": 0.91, "scratch": 0.905}, "not_worth_using", "scratch"),  # only finetune ties
 ])
 def test_verdict_rule(accuracies, expected, strategy):
     runs = [run(s, a) for s, a in accuracies.items()]
@@ -115,8 +117,8 @@ def test_verdict_uses_seed_means_ignores_failures_and_picks_best_backbone():
     per = {v["backbone"]: v for v in w["per_backbone"]}
     assert per["resnet18"]["verdict"] == "freeze" and per["resnet18"]["accuracy"] == pytest.approx(0.85)
     assert "vgg" in w["rule"]
-    wider = verdict(runs, margin=0.8)  # scratch is within 80 points of everything: not worth using
-    assert wider["verdict"] == "not_worth_using" and "80.0-point margin" in wider["rule"]
+    wider = verdict(runs, margin=0.8)  # everything ties within 80 points: the cheapest, freezing, wins
+    assert wider["verdict"] == "freeze" and "80.0-point margin" in wider["rule"]
 
 
 def test_verdict_without_finished_pretrained_runs():
@@ -150,7 +152,7 @@ def test_verdict_says_when_it_rests_on_an_unconverged_run():
 @pytest.mark.parametrize("advice, accuracies, expected, note", [
     ("freeze", {"freeze": 0.9, "finetune": 0.91, "scratch": 0.2}, True, None),
     ("finetune", {"freeze": 0.9, "finetune": 0.91, "scratch": 0.2}, False, None),
-    ("not_worth_using", {"freeze": 0.9, "finetune": 0.91, "scratch": 0.9}, True, None),
+    ("not_worth_using", {"freeze": 0.8, "finetune": 0.91, "scratch": 0.9}, True, None),
     ("not_worth_using", {"freeze": 0.9, "finetune": 0.91}, None, "not benched"),
     ("finetune", {"freeze": 0.9, "finetune": None, "scratch": 0.2}, None, "failed"),
     ("freeze", {"freeze": 0.9, "finetune": 0.8}, True, "scratch was not benched"),

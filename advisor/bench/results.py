@@ -415,8 +415,8 @@ def _backbone_verdict(backbone: str, rows: dict[str, dict[str, Any]], margin: fl
                 "tolerance": margin,
                 "rule": f"{backbone}: no pretrained strategy finished, so no verdict (margin {100 * margin:.1f} points)."}
     order = list(STRATEGY_INFO)
-    best_name = max(pretrained, key=lambda s: pretrained[s])
-    best = pretrained[best_name]
+    best_name = max(means, key=lambda s: means[s])
+    best = means[best_name]
     # A difference within one standard error of the reported split is a near-tie, and a near-tie
     # goes to the cheaper strategy: the tolerance is the margin or that noise, whichever is larger.
     noise = _noise(best, n_report)
@@ -424,24 +424,23 @@ def _backbone_verdict(backbone: str, rows: dict[str, dict[str, Any]], margin: fl
     points = (f"{100 * tol:.1f}-point tolerance" if tol > margin else f"{100 * margin:.1f}-point margin")
     why = (f" (the {points}: one standard error of a difference on the {n_report}-image reported split, "
            f"larger than the {100 * margin:.1f}-point margin)" if tol > margin else "")
-    winner: str | None = None
-    if scratch:
-        s_name = max(scratch, key=lambda s: scratch[s])
-        s_acc = scratch[s_name]
-        if s_acc >= best - tol - _EPS:
-            winner = s_name
-            rule = (f"{backbone}: training from scratch reaches {_pct(s_acc)}, within the {points} of the "
-                    f"best pretrained strategy ({best_name}, {_pct(best)}), so the pretrained weights are not "
-                    f"worth using{why}.")
-        scratch_clause = f"scratch reaches only {_pct(s_acc)}"
+    # The cheapest strategy within the tolerance of the best wins; at equal cost, training from
+    # scratch goes first: if it does as well as fine-tuning, the pretrained weights are not worth
+    # their keep. So scratch wins only where no cheaper pretrained strategy (freezing) ties.
+    close = [s for s, a in means.items() if a >= best - tol - _EPS]
+    winner = min(close, key=lambda s: (_info(s).cost_rank, _info(s).pretrained, -means[s],
+                                       order.index(s) if s in order else 99))
+    scratch_clause = ("" if winner in scratch else
+                      f" (scratch reaches {_pct(max(scratch.values()))})" if scratch else " (scratch was not run)")
+    cheapest = (f"{winner} ({_pct(means[winner])}) is the cheapest strategy within the {points}"
+                if winner != best_name else f"nothing cheaper comes within the {points}")
+    if winner in scratch:
+        rule = (f"{backbone}: training from scratch reaches {_pct(means[winner])}, within the {points} of the best"
+                + ("" if winner == best_name else f" ({best_name}, {_pct(best)})")
+                + f", and no cheaper pretrained strategy does as well, so the pretrained weights are not worth "
+                f"using{why}.")
     else:
-        scratch_clause = "scratch was not run"
-    if winner is None:
-        close = [s for s, a in pretrained.items() if a >= best - tol - _EPS]
-        winner = min(close, key=lambda s: (_info(s).cost_rank, -pretrained[s], order.index(s) if s in order else 99))
-        cheapest = (f"{winner} ({_pct(pretrained[winner])}) is the cheapest strategy within the {points}"
-                    if winner != best_name else f"nothing cheaper comes within the {points}")
-        rule = (f"{backbone}: {best_name} is best at {_pct(best)} ({scratch_clause}); {cheapest}, so: "
+        rule = (f"{backbone}: {best_name} is best at {_pct(best)}{scratch_clause}; {cheapest}, so: "
                 f"{_info(winner).verdict}{why}.")
     acc = means[winner]
     # Honesty about noise: the closest rival of another verdict, and whether the gap to it is
@@ -474,13 +473,13 @@ def verdict(runs: Sequence[RunResult], *, margin: float) -> dict[str, Any]:
     """The cost-aware rule, per backbone and overall.
 
     Per backbone, on mean accuracies over seeds of the finished runs: let ``best`` be the
-    highest among the pretrained strategies, and the tolerance the larger of ``margin`` and one
-    standard error of a difference of accuracies near ``best`` on the reported split,
-    ``sqrt(2 p (1 - p) / n)``: a smaller difference is a near-tie, which the data cannot settle.
-    If training from scratch reaches ``best - tolerance`` the verdict is ``"not_worth_using"``;
-    otherwise the cheapest pretrained strategy within the tolerance of ``best`` wins (freeze
-    before partial before finetune; equal cost: the more accurate), so a near-tie goes to the
-    cheaper strategy. Overall, the backbone with the highest accuracy wins and its verdict is
+    highest, and the tolerance the larger of ``margin`` and one standard error of a difference of
+    accuracies near ``best`` on the reported split, ``sqrt(2 p (1 - p) / n)``: a smaller
+    difference is a near-tie, which the data cannot settle. The cheapest strategy within the
+    tolerance of ``best`` wins (freeze before partial before finetune; at equal cost training from
+    scratch first, then the more accurate), so a near-tie goes to the cheaper strategy and the
+    verdict is ``"not_worth_using"`` only when scratch does as well as the best pretrained
+    strategy and freezing does not. Overall, the backbone with the highest accuracy wins and its verdict is
     the answer. Each backbone's verdict also says whether its gap to the closest rival verdict is
     within that noise (a near-tie, with the numbers), and which runs had not converged.
 
