@@ -9,6 +9,7 @@ import contextlib
 import functools
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -193,6 +194,35 @@ def _cluster_errors() -> Iterator[None]:
         raise click.ClickException(str(err)) from None
 
 
+@contextlib.contextmanager
+def _stdout_for_json_only(active: bool) -> Iterator[None]:
+    """With ``--json``, stdout carries the JSON document and nothing else.
+
+    While the work runs, whatever else is written to stdout (Ray's worker and raylet messages, a
+    library's print) goes to stderr instead: in Python, and at the file-descriptor level so that
+    native code and the processes started meanwhile (Ray's) write there too.
+    """
+    if not active:
+        yield
+        return
+    sys.stdout.flush()
+    saved = None
+    try:
+        os.fstat(1), os.fstat(2)
+        saved = os.dup(1)
+        os.dup2(2, 1)
+    except OSError:  # no real descriptors (an embedding host): the Python-level redirect still applies
+        saved = None
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        if saved is not None:
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
 def _profile_options(fn: Callable) -> Callable:
     options = [
         click.option("--backbones", "backbones", help="Comma-separated backbone names (default: available ones)."),
@@ -288,7 +318,7 @@ def recommend_cmd(data, backbones, per_class, sample_size, image_size, device, s
     th = _thresholds(config_file, threshold)
     config = _profile_config(per_class, sample_size, image_size, device, seed, weights, no_cache, reference)
     executor = _executor(executor_name, address, cpus_per_run, gpus_per_run, threads_per_run, max_retries, ship_data)
-    with _cluster_errors():
+    with _cluster_errors(), _stdout_for_json_only(as_json):
         job = run_recommend(data, _csv(backbones), config=config, thresholds=th, out=out, progress=not quiet,
                             executor=executor)
     if as_json:
@@ -376,7 +406,7 @@ def bench_cmd(data, backbones, per_class, sample_size, image_size, device, seed,
         max_per_class=max_per_class, fractions=fractions, weights=pconfig.weights,
     )
     executor = _executor(executor_name, address, cpus_per_run, gpus_per_run, threads_per_run, max_retries, ship_data)
-    with _cluster_errors():
+    with _cluster_errors(), _stdout_for_json_only(as_json):
         job = run_bench(data, _csv(backbones), config=config, profile_config=pconfig, thresholds=th, out=out,
                         progress=not quiet, executor=executor)
     if as_json:

@@ -190,3 +190,31 @@ def test_cache_info_and_clear(tiny_image_folder, tmp_path, monkeypatch):
     assert next(u for u in after if u["kind"] == "images")["bytes"] < images["bytes"]
     bad = CliRunner().invoke(main, ["cache", "clear", "thumbnails"])
     assert bad.exit_code == 1 and "features, images" in bad.output
+
+
+@pytest.mark.parametrize("command", ["recommend", "bench"])
+def test_json_stdout_holds_the_document_alone(command, tiny_image_folder, tmp_path, monkeypatch, capfd):
+    """Ray prints worker deaths and worker output to the driver's stdout; with --json that text must
+    go to stderr, whether Python, native code or a child process writes it."""
+    import os
+    import subprocess
+    import sys
+
+    import advisor.pipeline as pipeline
+    from advisor.pipeline import JobResult
+
+    def noisy(*_args, **_kwargs):
+        print("(raylet) A worker died or was killed while executing a task")
+        os.write(1, b"native write to descriptor 1\n")
+        subprocess.run([sys.executable, "-c", "print('a child process prints')"], check=True)
+        return JobResult({"strategy": "freeze", "runs": []}, tmp_path / "r.html", tmp_path / "r.json")
+
+    monkeypatch.setattr(pipeline, f"run_{command}", noisy)
+    result = CliRunner().invoke(main, [command, str(tiny_image_folder), "--json", "-q", "--out", str(tmp_path)],
+                                catch_exceptions=False)
+    assert result.exit_code == 0
+    assert json.loads(result.stdout) == {"strategy": "freeze", "runs": []}
+    assert "(raylet) A worker died" in result.stderr
+    out, err = capfd.readouterr()  # the process's real descriptors: native and child output went to 2
+    assert "native write" not in out and "a child process prints" not in out
+    assert "native write to descriptor 1" in err and "a child process prints" in err
