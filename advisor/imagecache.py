@@ -78,7 +78,7 @@ from torchvision import transforms as T
 
 from advisor import __version__
 from advisor.data import ImageFolder, Sample, Skipped, collate_skipping
-from advisor.utils import CACHE_ENV, cache_root, notice, progress_bar, shown
+from advisor.utils import CACHE_ENV, cache_root, default_permissions, notice, progress_bar, shown
 
 __all__ = [
     "FORMAT_VERSION",
@@ -522,6 +522,7 @@ def _build(file: Path, key: _Key, old: ImageCache | None, todo: Sequence[Sample]
     _remove_leftovers(folder, file.name)
     fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{file.name}.", suffix=".tmp")
     tmp = Path(tmp_name)
+    default_permissions(tmp)
     images: dict[str, list] = {k: [] for k in
                                ("path", "label", "offset", "height", "width", "crc32", "source_size", "source_mtime_ns")}
     failures: dict[str, list] = {k: [] for k in ("path", "reason", "source_size", "source_mtime_ns")}

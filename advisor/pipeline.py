@@ -194,5 +194,20 @@ def run_bench(
             progress=progress, command=_cli_command(), executor=executor,
         ).to_dict()
     result["dataset"] = {**prof.dataset.to_dict(), **{k: v for k, v in result.get("dataset", {}).items() if v}}
+    result["image_cache"] = _combined_cache_use(prof.image_cache, result.get("image_cache"))
     return _write(result, out, "bench")
+
+
+def _combined_cache_use(*blocks: dict[str, Any] | None) -> dict[str, Any]:
+    """One ``image_cache`` block for a command with several stages (the profile, then the runs).
+
+    Example:
+        >>> _combined_cache_use({"path": "a", "paths": ["a"], "built": 40, "reused": 0},
+        ...                     {"path": "b", "paths": ["b"], "built": 0, "reused": 40})
+        {'path': 'a', 'paths': ['a', 'b'], 'built': 40, 'reused': 40}
+    """
+    paths = list(dict.fromkeys(p for b in blocks if b for p in (b.get("paths") or [b.get("path")]) if p))
+    return {"path": paths[0] if paths else None, "paths": paths,
+            "built": sum(int(b.get("built") or 0) for b in blocks if b),
+            "reused": sum(int(b.get("reused") or 0) for b in blocks if b)}
 

@@ -24,6 +24,7 @@ __all__ = [
     "atomic_writer",
     "cache_root",
     "check_writable",
+    "default_permissions",
     "json_clean",
     "notice",
     "progress_bar",
@@ -88,6 +89,18 @@ def cache_root() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "advisor"
 
 
+def default_permissions(path: str | os.PathLike) -> None:
+    """Give a file made by ``tempfile.mkstemp`` (0600) the permissions a plain ``open()`` gives.
+
+    Reports and caches are then readable wherever the user's umask says, e.g. by the other
+    workers of a cluster that share the filesystem.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    with contextlib.suppress(OSError):  # a filesystem without modes (some network mounts) keeps its own
+        os.chmod(path, 0o666 & ~umask)
+
+
 @contextlib.contextmanager
 def atomic_writer(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iterator[IO]:
     """Open a temporary file beside ``path``; on success it is fsync-ed and renamed onto ``path``.
@@ -107,10 +120,7 @@ def atomic_writer(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> It
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        # mkstemp makes 0600; the file gets the permissions a plain open() would give it.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        default_permissions(tmp)
         with os.fdopen(fd, mode, **kwargs) as fh:
             yield fh
             fh.flush()

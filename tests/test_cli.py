@@ -100,7 +100,8 @@ def test_recommend_json_and_report_on_real_digits(demo_root, tmp_path):
     assert again["recommendation"]["strategy"] == rec["strategy"]
 
 
-def test_bench_json_then_rerun_skips_finished_runs(tiny_image_folder, tmp_path):
+def test_bench_json_then_rerun_skips_finished_runs(tiny_image_folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("ADVISOR_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "reports"
     args = ["bench", str(tiny_image_folder), "--backbones", "resnet18", "--weights", "random", "--epochs", "1",
             "--image-size", "32", "--batch-size", "4", "--json", "-q", "--out", str(out)]
@@ -116,9 +117,18 @@ def test_bench_json_then_rerun_skips_finished_runs(tiny_image_folder, tmp_path):
     per = {v["backbone"]: v["verdict"] for v in doc["winner"]["per_backbone"]}
     assert doc["agreement"] == (per["resnet18"] == doc["recommendation"]["strategy"])
     assert Path(doc["report"]).is_file() and (out / "bench-tiny.runs.jsonl").is_file()
+    # The command's decodes, profile included: one cache file per stored size, each image decoded once.
+    n_images = sum(1 for p in tiny_image_folder.rglob("*") if p.is_file())
+    assert len(doc["image_cache"]["paths"]) == 2 and doc["image_cache"]["built"] == 2 * n_images
     again = json.loads(run(*args).output)
     assert [r["trained"] for r in again["runs"]] == [False, False, False]
     assert [r["accuracy"] for r in again["runs"]] == [r["accuracy"] for r in doc["runs"]]
+    # Another output folder trains again and decodes nothing: the profile's features and the
+    # training images come from the caches.
+    elsewhere = json.loads(run(*args[:-1], str(tmp_path / "elsewhere")).output)
+    assert [r["trained"] for r in elsewhere["runs"]] == [True, True, True]
+    assert [r["accuracy"] for r in elsewhere["runs"]] == [r["accuracy"] for r in doc["runs"]]
+    assert elsewhere["image_cache"]["built"] == 0 and elsewhere["image_cache"]["reused"] > 0
 
 
 FAILING = ["--backbones", "resnet18", "--weights", "random", "--strategies", "finetune,scratch", "--image-size", "16",

@@ -6,6 +6,7 @@ import errno
 import json
 import os
 import pickle
+import stat
 import threading
 import time
 from pathlib import Path
@@ -81,6 +82,9 @@ def test_stores_the_eval_resize_and_reports_failures(photos, tmp_path, capfd, in
                              cache_dir=tmp_path / "c", num_workers=0)
     good = photos[:-1]
     assert (cache.built, cache.reused, len(cache)) == (len(photos), 0, len(good))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(cache.path.stat().st_mode) == 0o666 & ~umask  # as open() makes it, not mkstemp's 0600
     assert [f.path for f in cache.failures] == [photos[-1].path]
     assert "truncated" in cache.failures[0].reason or "not a readable image" in cache.failures[0].reason
     for s in good:
