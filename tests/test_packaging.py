@@ -182,3 +182,12 @@ def test_installed_command_runs_outside_the_checkout(installed, tiny_image_folde
     # The templates and the CSS came from the installed package data.
     css = (REPO / "advisor" / "templates" / "style.css").read_text().splitlines()[1].strip()
     assert css in html
+    # The demo builds its data from what the installed packages ship (scikit-learn's digits) and
+    # uses the bundled ImageNet weights: the quickest setting, still the whole pipeline.
+    out = run(advisor_cmd, "demo", "--per-class", "10", "--epochs", "1", "--image-size", "32", "--profile-size", "64",
+              "--out", "demo-reports", "-q")
+    assert "index of reports" in out and (work / "demo-reports" / "index.html").is_file()
+    (bench_json,) = (work / "demo-reports").glob("bench-*-*.json")
+    runs = json.loads(bench_json.read_text())["runs"]
+    assert sorted(r["strategy"] for r in runs) == ["finetune", "freeze", "scratch"]
+    assert all(r["status"] == "ok" for r in runs)
