@@ -117,6 +117,24 @@ def test_a_corrupt_line_in_the_middle_keeps_every_good_line_and_is_reported(tmp_
     assert read_results(path) == runs and capfd.readouterr().err == ""  # quiet unless asked
 
 
+def test_bench_names_a_corrupt_results_line_once_and_retrains_only_that_run(tiny_image_folder, tmp_path):
+    out = tmp_path / "out"
+    args = ["bench", str(tiny_image_folder), *QUICK, "--epochs", "1", "--strategies", "freeze,scratch",
+            "--seeds", "2", "--batch-size", "4", "--json", "--out", str(out)]
+    first = json.loads(_invoke(*args).stdout)
+    results = out / "bench-tiny.runs.jsonl"
+    lines = results.read_bytes().splitlines(keepends=True)
+    assert len(lines) == 4
+    lines[1] = b'{"broken": tru\n'  # damaged in the middle
+    results.write_bytes(b"".join(lines))
+    again = _invoke(*args)
+    named = [line for line in again.stderr.splitlines() if "line 2" in line]
+    assert len(named) == 1 and "not a run record" in named[0] and str(results) in named[0]
+    doc = json.loads(again.stdout)
+    assert sorted(r["trained"] for r in doc["runs"]) == [False, False, False, True]  # only the lost run
+    assert sorted(r["accuracy"] for r in doc["runs"]) == sorted(r["accuracy"] for r in first["runs"])
+
+
 def test_a_full_disk_keeps_finished_runs_and_says_what_to_do(tmp_path, monkeypatch):
     path = tmp_path / "runs.jsonl"
     append_result(path, _run("freeze", 0.8))

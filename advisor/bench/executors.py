@@ -176,14 +176,14 @@ class ResultsLedger:
     def __init__(self, path: str | os.PathLike | None) -> None:
         self.path = None if path is None else Path(path)
         self._seen: tuple[tuple[int, int] | None, dict[str, list[RunResult]]] = (None, {})
-        records = self._records()
+        records = self._records(report=True)  # a damaged line is named once, when the grid starts
         #: Finished runs in the file when this ledger was made: not trained again.
         self.previous = {k: ok[-1] for k, runs in records.items() if (ok := [r for r in runs if r.ok])}
         self._failed_at_start = Counter({k: sum(not r.ok for r in runs) for k, runs in records.items()})
         self._claims: dict[str, FileLock] = {}
 
-    def _records(self) -> dict[str, list[RunResult]]:
-        """Records by key, read again only when the file changed."""
+    def _records(self, report: bool = False) -> dict[str, list[RunResult]]:
+        """Records by key, read again only when the file changed (``report``: name bad lines)."""
         if self.path is None:
             return {}
         try:
@@ -193,7 +193,7 @@ class ResultsLedger:
             stamp = None
         if stamp is None or stamp != self._seen[0]:
             records: dict[str, list[RunResult]] = {}
-            for run in read_results(self.path) if stamp is not None else ():
+            for run in read_results(self.path, report=report) if stamp is not None else ():
                 records.setdefault(run.key, []).append(run)
             self._seen = (stamp, records)
         return self._seen[1]
