@@ -23,7 +23,6 @@ neither executor pays for them. One CSV row per run goes to ``benchmarks/results
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import shlex
 import sys
@@ -37,6 +36,7 @@ import torch
 from advisor.bench import BenchConfig, bench
 from advisor.bench.executors import LocalExecutor, RayExecutor
 from advisor.demo import make_demo
+from common import save_rows
 
 
 def main() -> None:
@@ -109,25 +109,19 @@ def main() -> None:
               "ratio_ray_local", "workers", "epochs", "image_size", "n_runs", "identical", "command"]
     common = {"backbone": args.backbone, "workers": args.workers, "epochs": args.epochs, "image_size": args.image_size,
               "n_runs": n, "ratio_ray_local": ray_wall / local_wall, "identical": identical, "command": command}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    new = not out.exists()
     by_key = {r["key"]: r for r in rows}
     local_rows = {r["key"]: r for r in local.extra["execution"]["runs"]}
-    with open(out, "a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields)
-        if new:
-            writer.writeheader()
-        for executor, result, wall, where in (("local", local, local_wall, local_rows), ("ray", on_ray, ray_wall, by_key)):
-            for r in result.runs:
-                row = where.get(r.key, {})
-                values = {**common, "executor": executor, "strategy": r.strategy, "seed": r.seed, "key": r.key,
+    table = []
+    for executor, result, wall, where in (("local", local, local_wall, local_rows), ("ray", on_ray, ray_wall, by_key)):
+        for r in result.runs:
+            row = where.get(r.key, {})
+            table.append({**common, "executor": executor, "strategy": r.strategy, "seed": r.seed, "key": r.key,
                           "accuracy": r.accuracy, "train_seconds": r.train_seconds,
                           "task_seconds": row.get("task_seconds"), "queued_seconds": row.get("queued_seconds"),
                           "return_seconds": row.get("return_seconds"), "node": row.get("node_ip") or row.get("node_id"),
                           "pid": row.get("pid"), "grid_wall_seconds": wall,
-                          "ray_startup_seconds": ray_start if executor == "ray" else None}
-                writer.writerow({k: round(v, 4) if isinstance(v, float) else v for k, v in values.items()})
+                          "ray_startup_seconds": ray_start if executor == "ray" else None})
+    out = save_rows(args.out, table, fields=fields)
     print(f"rows appended to {out}")
 
 

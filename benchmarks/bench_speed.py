@@ -19,7 +19,6 @@ Writes one row per measurement, with the command that made it, to
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import shlex
 import sys
@@ -37,6 +36,7 @@ from advisor.bench import BenchConfig, Finetune, RunEnv, plan_runs, train_run
 from advisor.data import ImageFolder, collate_skipping, scan
 from advisor.demo import make_demo
 from advisor.imagecache import open_image_cache
+from common import save_rows
 
 
 def _freeze_through_backbone(backbone_name: str, train, val, *, num_classes: int, image_size: int,
@@ -165,18 +165,10 @@ def main() -> None:
 
     fields = ["benchmark", "method", "backbone", "image_size", "n_train", "n_val", "epochs", "batch_size",
               "seconds", "images_per_second", "accuracy", "ratio", "threads", "device", "command"]
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    new = not out.exists()
-    with open(out, "a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields)
-        if new:
-            writer.writeheader()
-        for row in rows:
-            clean = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items() if k in fields}
-            writer.writerow(clean)
-            print({k: clean.get(k) for k in ("benchmark", "method", "seconds", "images_per_second", "accuracy", "ratio")},
-                  flush=True)
+    save_rows(args.out, rows, fields=fields)
+    for row in rows:
+        print({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()
+               if k in ("benchmark", "method", "seconds", "images_per_second", "accuracy", "ratio")}, flush=True)
 
 
 if __name__ == "__main__":

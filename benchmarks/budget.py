@@ -16,7 +16,6 @@ strategy) goes to ``benchmarks/results/budget.csv``.
 from __future__ import annotations
 
 import argparse
-import csv
 import glob
 import os
 import shlex
@@ -29,6 +28,7 @@ import torch
 from advisor.bench import BenchConfig
 from advisor.pipeline import run_bench
 from advisor.profile import ProfileConfig
+from common import save_rows
 
 _SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 _RESULTS = Path(__file__).parent / "results"
@@ -83,13 +83,7 @@ def main() -> None:
         fixed_s, auto_s = summary[args.fixed][1], summary["auto"][1]
         print(f"{name}: verdict {summary[args.fixed][0]['winner']['verdict']} -> {summary['auto'][0]['winner']['verdict']}; "
               f"time auto / fixed = {auto_s / max(fixed_s, 1e-9):.2f}", flush=True)
-        out = Path(args.out)
-        new = not out.exists()
-        with open(out, "a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            if new:
-                writer.writeheader()
-            writer.writerows(rows)
+        save_rows(args.out, rows)
         rows = []
 
 

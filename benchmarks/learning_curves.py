@@ -17,7 +17,6 @@ one row per curve goes to ``benchmarks/results/learning_curves.csv``.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import shlex
 import sys
@@ -27,6 +26,7 @@ import torch
 
 from advisor.bench import BenchConfig, bench
 from advisor.demo import make_demo
+from common import save_rows
 
 _SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 _RESULTS = Path(__file__).parent / "results"
@@ -95,12 +95,7 @@ def main() -> None:
         rows.append({"dataset": f"digits{per_class}-direct", "strategy": "finetune-freeze", "image_size": args.digits_size,
                      "sizes": f"{n_fit:.1f}", "accuracies": f"{acc['freeze']:.3f} {acc['finetune']:.3f}",
                      "fit": None, "holdout_error": None, "predicted_2x": None, "command": command})
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    save_rows(args.out, rows, append=False)
     errors = [r["holdout_error"] for r in rows if r["holdout_error"] is not None]
     if errors:
         print(f"\nmean absolute holdout error: {100 * sum(errors) / len(errors):.1f} points over {len(errors)} curves")

@@ -29,7 +29,6 @@ printed is one JSON object with the images/s of each way.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import platform
@@ -52,6 +51,7 @@ from advisor.augment import random_resized_crop, resized_crops, sample_boxes
 from advisor.data import ImageFolder, Sample, collate_skipping, scan
 from advisor.imagecache import open_image_cache
 from advisor.profile import default_workers
+from common import save_rows
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "hymenoptera"
@@ -355,14 +355,7 @@ def main() -> None:
             row["ratio"] = row["images_per_second"] / results["streaming"]
     fields = ["method", "images_per_second", "ratio", "seconds", "images", "batch_size", "crop_size", "stored_size",
               "n_images", "workers", "threads", "cores", "device", "data", "host", "date", "note", "command"]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    new = not args.out.exists()
-    with open(args.out, "a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields)
-        if new:
-            writer.writeheader()
-        for row in rows:
-            writer.writerow({k: (round(v, 4) if isinstance(v, float) else v) for k, v in {**base, **row}.items()})
+    save_rows(args.out, [{**base, **row} for row in rows], fields=fields)
     print(f"mmap_read / streaming = {results['mmap_read'] / results['streaming']:.1f}x; "
           f"batch_aug_cpu / memory = {results['batch_aug_cpu'] / results['memory']:.2f}x", flush=True)
     shutil.rmtree(tmp, ignore_errors=True)

@@ -13,7 +13,6 @@ Rows are appended to ``benchmarks/results/profile_speed.csv``.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import platform
 import shutil
@@ -29,6 +28,7 @@ from advisor.backbones import get_backbone
 from advisor.data import load_image, scan, stratified_sample
 from advisor.demo import make_demo
 from advisor.profile import ProfileConfig, extract_features, profile, resolve_device
+from common import save_rows
 
 
 def pure_forward(backbone, images, *, batch_size: int, device: torch.device, repeats: int = 1) -> tuple[float, str]:
@@ -134,17 +134,11 @@ def main() -> None:
                            f"10x {10 * len(dataset.samples)} images {times['10x']:.1f}s, per-class cap {args.per_class}"})
     print(rows[-1], flush=True)
 
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    new = not out.exists()
-    with open(out, "a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["date", "machine", "device", "command", "measure", "backbone", "value", "detail"])
-        if new:
-            writer.writeheader()
-        for row in rows:
-            writer.writerow({"date": datetime.now().isoformat(timespec="seconds"),
-                             "machine": f"{platform.machine()} {os.cpu_count()} cpu", "device": str(device),
-                             "command": "python " + " ".join(sys.argv), **row})
+    where = {"date": datetime.now().isoformat(timespec="seconds"),
+             "machine": f"{platform.machine()} {os.cpu_count()} cpu", "device": str(device),
+             "command": "python " + " ".join(sys.argv)}
+    out = save_rows(args.out, [{**where, **row} for row in rows],
+                    fields=["date", "machine", "device", "command", "measure", "backbone", "value", "detail"])
     shutil.rmtree(tmp, ignore_errors=True)
     print(f"wrote {out}")
 

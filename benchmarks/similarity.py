@@ -14,12 +14,12 @@ and magnetic_tile far from it.
 from __future__ import annotations
 
 import argparse
-import csv
 import tempfile
 from pathlib import Path
 
 from advisor.demo import make_demo
 from advisor.profile import ProfileConfig, profile
+from common import save_rows
 
 NEAR = ("hymenoptera", "photos", "cifar10", "flowers")
 MEDIUM = ("potato_leaf",)
@@ -61,13 +61,7 @@ def main() -> None:
                         "pixel_linear_probe": round(bb.transferability.get("pixel_linear_probe", float("nan")), 4)})
             rows.append(row)
             print(row, flush=True)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"wrote {out}")
+    print(f"wrote {save_rows(args.out, rows, append=False)}")
 
 
 if __name__ == "__main__":
