@@ -159,10 +159,6 @@ class LoadFailure(Skipped):
 
     index: int = -1
 
-    def to_skipped(self) -> Skipped:
-        """Drop the index: the plain record kept in :attr:`Dataset.skipped`."""
-        return Skipped(self.path, self.reason)
-
 
 @dataclass(frozen=True)
 class Sample:
