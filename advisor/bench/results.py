@@ -6,6 +6,7 @@ deep-learning stack (a report can be rebuilt on any machine from the JSON-lines 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import math
@@ -28,6 +29,8 @@ __all__ = [
     "StrategyInfo",
     "agreement",
     "append_result",
+    "decode_correct",
+    "encode_correct",
     "rank_correlation",
     "read_results",
     "run_key",
@@ -101,6 +104,9 @@ class RunResult:
         lr_factor: Multiplier of the default learning rates (``tune`` tries several).
         fraction: Share of the fit split it trained on (learning curves; 1.0 otherwise).
         key: Identity for resuming (:func:`run_key`).
+        correct: Per-image record on the reported split: which images the selected weights
+            classified correctly, in the split's order, packed (:func:`encode_correct`). Every
+            strategy of one seed is scored on the same images, so two runs' records pair up.
         trained: ``True`` when trained by this call, ``False`` when read from a results file.
         details: Extra facts: split sizes and names, device, precision, cache use, timings.
     """
@@ -125,12 +131,18 @@ class RunResult:
     lr_factor: float = 1.0
     fraction: float = 1.0
     key: str = ""
+    correct: str | None = None
     trained: bool = True
     details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return self.status == "ok" and self.accuracy is not None
+
+    def correctness(self) -> np.ndarray | None:
+        """The per-image record as a boolean array, or ``None`` when the run has none."""
+        n = self.details.get("n_report")
+        return None if self.correct is None or not n else decode_correct(self.correct, int(n))
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -225,6 +237,26 @@ class BenchResult:
             extra={k: v for k, v in d.items() if k not in known},
             created=d.get("created") or datetime.now().isoformat(timespec="seconds"),
         )
+
+
+def encode_correct(correct: Sequence[bool] | np.ndarray) -> str:
+    """A boolean per image, packed eight to a byte and base64-encoded (about n/6 characters).
+
+    Example:
+        >>> encode_correct([True, False, True])
+        'oA=='
+        >>> decode_correct("oA==", 3).tolist()
+        [True, False, True]
+    """
+    return base64.b64encode(np.packbits(np.asarray(correct, dtype=bool)).tobytes()).decode("ascii")
+
+
+def decode_correct(text: str, n: int) -> np.ndarray:
+    """Undo :func:`encode_correct`: ``n`` booleans."""
+    bits = np.unpackbits(np.frombuffer(base64.b64decode(text), dtype=np.uint8))
+    if bits.size < n:
+        raise ValueError(f"the per-image record holds {bits.size} images, not {n}")
+    return bits[:n].astype(bool)
 
 
 # --------------------------------------------------------------------------- results file

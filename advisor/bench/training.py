@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from advisor.backbones import Backbone, Preprocessing
-from advisor.bench.results import RunResult
+from advisor.bench.results import RunResult, encode_correct
 from advisor.bench.strategies import Recipe, Strategy, get_strategy
 from advisor.augment import center_crop, random_resized_crop
 from advisor.data import ImageFolder, Sample, Skipped
@@ -126,6 +126,7 @@ class Fit:
     epochs_run: int
     best_epoch: int
     converged: bool
+    correct: np.ndarray | None = None  # per reported image, in the split's order
     details: dict[str, Any] = field(default_factory=dict)
 
 
@@ -457,7 +458,7 @@ def fit_network(strategy: Strategy, backbone: Backbone, data: RunData, env: RunE
         seconds=time.perf_counter() - start,
         images_per_second=images_seen / train_time if train_time > 0 else float("nan"), recipe=recipe,
         epochs_run=epochs_run, best_epoch=selected, converged=stopper.converged(epochs_run, recipe.epochs),
-        details={"n_fit": loaders.n_fit, "n_report": int(len(y_true)),
+        correct=y_true == y_pred, details={"n_fit": loaders.n_fit, "n_report": int(len(y_true)),
                  "image_cache": None if loaders.cache is None else str(loaders.cache.path),
                  "train_step_seconds": train_time},
     )
@@ -585,7 +586,7 @@ def fit_head_on_embeddings(strategy: Strategy, backbone: Backbone, data: RunData
         accuracy=acc, macro_f1=f1, selection_accuracy=selection, curve=curve, seconds=seconds,
         images_per_second=n * recipe.epochs / seconds if seconds > 0 else float("nan"),
         recipe=replace(recipe, weight_decay=l2), epochs_run=recipe.epochs, best_epoch=recipe.epochs,
-        converged=True,
+        converged=True, correct=y_rep.numpy() == y_pred,
         details={"n_fit": int(n), "n_report": int(len(y_rep)), "features_cached": bool(feats.cached),
                  "extraction_seconds": extraction, "head_seconds": head_seconds, "l2_chosen": l2,
                  "l2_grid": list(grid)},
@@ -662,6 +663,7 @@ def train_run(spec: RunSpec, env: RunEnv) -> RunResult:
         epochs_to_90=_epochs_to_90(fit.curve), epochs_run=fit.epochs_run, best_epoch=fit.best_epoch,
         converged=fit.converged, curve=tuple(fit.curve), recipe=fit.recipe.to_dict(), lr_factor=spec.lr_factor,
         fraction=spec.fraction, key=spec.key, details=details,
+        correct=None if fit.correct is None else encode_correct(fit.correct),
     )
 
 
