@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from advisor.bench.config import fit_share
 from advisor.bench.strategies import suggested_settings
 from advisor.curves import MAX_FACTOR, CurveFit, PowerLaw
 from advisor.profile import BackboneProfile, DatasetSummary, Profile
@@ -245,7 +246,10 @@ def _size_axis(profile: Profile, best: BackboneProfile, th: Thresholds) -> dict[
     ds = profile.dataset
     counts = ds.splits.get("train") if ds.splits.get("train") else ds.class_counts
     nonzero = [c for c in counts.values() if c > 0]
-    median = float(statistics.median(nonzero)) if nonzero else 0.0
+    share, of = fit_share(ds.splits)
+    # One unit everywhere: the images per class the bench fits on, by its own split rule.
+    folder = float(statistics.median(nonzero)) if nonzero else 0.0
+    median = folder * share
     fit = CurveFit.from_dict(best.curve_fit) if best.curve_fit else None
     slope = None
     if fit is not None and fit.law is not None and 0 < median <= MAX_FACTOR * fit.max_images_per_class:
@@ -254,6 +258,9 @@ def _size_axis(profile: Profile, best: BackboneProfile, th: Thresholds) -> dict[
     enough = median >= th.images_per_class and not rising
     return {
         "value": median,
+        "unit": (f"images per class the bench fits on ({100 * share:.0f} % of {of}"
+                 + ("" if share == 1 else ": the rest is held out to report and to choose epochs") + ")"),
+        "per_class_in_folder": folder,
         "threshold": th.images_per_class,
         "enough": bool(enough),
         "curve_slope": slope,

@@ -172,7 +172,7 @@ def json_clean(value: Any) -> Any:
     raise TypeError(f"cannot write a {type(value).__name__} as JSON: {value!r}")
 
 
-def progress_bar(total: int, desc: str, *, unit: str = "it", enabled: bool = True) -> Any:
+def progress_bar(total: int | None, desc: str, *, unit: str = "it", enabled: bool = True) -> Any:
     """A tqdm bar on stderr, or ``None`` when disabled (callers test for ``None``)."""
     if not enabled:
         return None

@@ -40,8 +40,9 @@ from advisor.bench.results import STRATEGY_INFO
 from advisor.data import scan
 from advisor.demo import make_demo
 
-# Random weights and 32 px images: every path runs offline in a few seconds on a CPU.
-TINY = BenchConfig(epochs=2, image_size=32, batch_size=16, weights=None, num_workers=0)
+# Random weights and 32 px images: every path runs offline in a few seconds on a CPU. A fixed
+# budget without the learning-rate probe selects nothing (tests of the probe turn it on).
+TINY = BenchConfig(epochs=2, image_size=32, batch_size=16, weights=None, num_workers=0, lr_probe=False)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -127,21 +128,73 @@ def test_verdict_without_finished_pretrained_runs():
 
 
 def test_a_near_tie_within_the_noise_of_the_split_goes_to_the_cheaper_strategy():
-    # 80 reported images, fine-tuning at 0.9125: one standard error of a difference is 4.5 points,
-    # more than the 2-point margin, so fine-tuning's 3.75-point lead over freezing is a near-tie.
+    # Without per-image records (older results files) the unpaired binomial error is the fallback:
+    # 80 reported images, fine-tuning at 0.9125: 4.5 points, more than the 2-point margin, so
+    # fine-tuning's 3.75-point lead over freezing is a near-tie.
     runs = [run("freeze", 0.875, n_report=80), run("finetune", 0.9125, n_report=80), run("scratch", 0.5, n_report=80)]
     v = verdict(runs, margin=0.02)["per_backbone"][0]
     assert v["verdict"] == "freeze" and v["tolerance"] == pytest.approx(np.sqrt(2 * 0.9125 * 0.0875 / 80))
+    assert v["tolerance_method"].startswith("unpaired")
     tie = v["near_tie"]
     assert tie["rival"] == "finetune" and tie["within_noise"] is True
-    assert tie["noise"] == pytest.approx(np.sqrt(2 * 0.89375 * 0.10625 / 80))
     assert "Near-tie" in v["rule"] and "87.5%" in v["rule"] and "91.2%" in v["rule"] and "3.7 points apart" in v["rule"]
-    assert "4.5-point tolerance: one standard error of a difference on the 80-image reported split" in v["rule"]
+    assert "4.5-point tolerance" in v["rule"]
     # The same accuracies on 2000 images are no tie: the margin decides, and fine-tuning wins.
     clear = verdict([run(s, a, n_report=2000) for s, a in (("freeze", 0.875), ("finetune", 0.9125))], margin=0.02)
     assert clear["verdict"] == "finetune" and clear["per_backbone"][0]["near_tie"]["within_noise"] is False
     assert "Near-tie" not in clear["rule"] and "2.0-point margin" in clear["rule"]
 
+
+def _scored(strategy: str, correct: np.ndarray, *, seed: int = 0) -> RunResult:
+    """A run whose per-image record is ``correct``."""
+    from advisor.bench.results import encode_correct
+
+    return run(strategy, float(correct.mean()), seed=seed, n_report=len(correct), correct=encode_correct(correct),
+               key=f"{strategy}-{seed}")
+
+
+def _pair(n: int, both: int, only_a: int, only_b: int, *, shift: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    a, b = np.zeros(n, bool), np.zeros(n, bool)
+    a[:both] = b[:both] = True
+    a[both:both + only_a] = True
+    b[both + only_a:both + only_a + only_b] = True
+    return np.roll(a, shift), np.roll(b, shift)
+
+
+def test_the_tolerance_is_the_paired_error_and_more_seeds_narrow_it():
+    # The issue's example: 88.9 % against 87.6 % on 153 images that differ on 10 (6 vs 4):
+    # unpaired 3.7 points, paired about 2.1.
+    ft, fr = _pair(153, 130, 6, 4)
+    assert (round(ft.mean(), 3), round(fr.mean(), 3)) == (0.889, 0.876)
+    one = verdict([_scored("finetune", ft), _scored("freeze", fr)], margin=0.005)["per_backbone"][0]
+    pair = one["pairs"][0]
+    assert one["tolerance_method"].startswith("paired")
+    assert 0.017 < pair["se"] < 0.025 < np.sqrt(2 * 0.889 * 0.111 / 153)
+    # Three seeds of the same kind of disagreement: the error shrinks about as 1/sqrt(3).
+    seeds = [_pair(153, 130, 6, 4, shift=17 * k) for k in range(3)]
+    three = verdict([_scored("finetune", a, seed=k) for k, (a, _) in enumerate(seeds)]
+                    + [_scored("freeze", b, seed=k) for k, (_, b) in enumerate(seeds)], margin=0.005)
+    se3 = three["per_backbone"][0]["pairs"][0]["se"]
+    assert 0.4 < se3 / pair["se"] < 0.8
+    # The hidden brain-MRI case: fine-tune 83.9 % against freeze 77.4 % on 62 images. Unpaired
+    # (6.6-point tolerance) it was a near-tie and went to freeze; paired, with 6 disagreements,
+    # the error is about 4 points and fine-tuning wins.
+    ft, fr = _pair(62, 47, 5, 1)
+    assert (round(ft.mean(), 3), round(fr.mean(), 3)) == (0.839, 0.774)
+    w = verdict([_scored("finetune", ft), _scored("freeze", fr)], margin=0.02)
+    assert w["verdict"] == "finetune" and w["per_backbone"][0]["tolerance"] < 0.05
+    assert verdict([run("finetune", ft.mean(), n_report=62), run("freeze", fr.mean(), n_report=62)],
+                   margin=0.02)["verdict"] == "freeze"
+
+
+def test_a_near_tie_says_what_would_settle_it():
+    ft, fr = _pair(80, 66, 4, 2)  # 2.5 points apart, 6 disagreements: paired error about 3 points
+    v = verdict([_scored("finetune", ft), _scored("freeze", fr)], margin=0.02)["per_backbone"][0]
+    tie = v["near_tie"]
+    assert v["verdict"] == "freeze" and tie["within_noise"] is True
+    factor = (tie["noise"] / abs(tie["gap"])) ** 2
+    assert f"about {int(np.ceil(factor))} seeds (now 1)" in tie["settle"]
+    assert f"{int(np.ceil(80 * factor))} reported images (now 80)" in tie["settle"] and tie["settle"] in v["rule"]
 
 def test_verdict_says_when_it_rests_on_an_unconverged_run():
     runs = [run("freeze", 0.80), run("finetune", 0.85, converged=False, epochs_run=30), run("scratch", 0.4)]
@@ -209,7 +262,10 @@ def test_splits_keep_selection_apart_from_the_reported_split(digits, tmp_path):
     assert (len(auto.fit), len(auto.select), len(auto.report)) == (51, 13, 16)
     assert not ({s.path for s in auto.select} & {s.path for s in auto.report})
     assert not ({s.path for s in auto.fit} & ({s.path for s in auto.select} | {s.path for s in auto.report}))
-    fixed = make_splits(ds, BenchConfig(epochs=3), seed=0)
+    # A fixed budget still chooses its learning rate on the selection split; with nothing to choose,
+    # no selection split is carved.
+    assert make_splits(ds, BenchConfig(epochs=3), seed=0) == auto
+    fixed = make_splits(ds, BenchConfig(epochs=3, lr_probe=False), seed=0)
     assert len(fixed.select) == 0 and fixed.report == auto.report and len(fixed.fit) == 64
     assert make_splits(ds, BenchConfig(), seed=1).report != auto.report
 
@@ -259,7 +315,8 @@ def test_tiny_real_run_measures_and_reports(digits, config, tmp_path):
         assert 1 <= r.epochs_to_90 <= config.epochs
         assert r.details["n_fit"] == result.protocol["n_fit"] == 64
         assert r.details["n_report"] == result.protocol["n_report"] == 16
-        assert r.selection_accuracy is None  # a fixed budget without tuning selects nothing
+        # A fixed budget without tuning selects nothing; the frozen head's L2 is cross-validated.
+        assert (r.selection_accuracy is None) is (r.strategy != "freeze")
     assert result.protocol["selected_on"] is None and result.protocol["reported_on"].startswith("held out")
     finetune, scratch = result.runs[1], result.runs[2]
     assert finetune.curve[-1]["accuracy"] == finetune.accuracy
@@ -281,29 +338,138 @@ def test_tiny_real_run_measures_and_reports(digits, config, tmp_path):
     assert "resnet18" in html.read_text()
 
 
-def test_early_stopping_selects_the_best_epoch_and_evaluates_its_weights(digits, config):
+def test_auto_holds_the_peak_then_cools_down_from_the_best_weights(digits, config):
     cfg = replace(config, epochs="auto", max_epochs=6, patience=2, strategies=("finetune", "scratch"))
     result = bench(digits, ["resnet18"], config=cfg)
     assert result.protocol["selected_on"].startswith("carved from train")
     for r in result.runs:
         assert r.status == "ok", r.error
-        sel = [p["selection_accuracy"] for p in r.curve]
         assert all(p["accuracy"] is None for p in r.curve)  # the reported split chose nothing
-        assert 1 <= r.best_epoch <= r.epochs_run <= 6
-        assert r.selection_accuracy == sel[r.best_epoch - 1]
-        # the kept epoch is the first that no later epoch beat by min_delta
-        assert all(s <= sel[r.best_epoch - 1] + cfg.min_delta + 1e-9 for s in sel[r.best_epoch:])
-        stopped_early = r.epochs_run < 6
-        assert stopped_early == (r.epochs_run - r.best_epoch >= cfg.patience) or r.epochs_run == 6
-        assert r.converged is (stopped_early or r.epochs_run - r.best_epoch >= cfg.patience)
+        hold = [p for p in r.curve if p["phase"] == "train"]
+        cool = [p for p in r.curve if p["phase"] == "cool-down"]
+        warm = r.recipe["warmup_epochs"]
+        assert warm == (1 if r.strategy == "finetune" else 2) and r.recipe["patience_from"] == warm * (
+            1 if r.strategy == "finetune" else 2)
+        # Warm-up, then the peak is held: the learning rate never falls before the cool-down.
+        assert [p["lr_factor"] for p in hold[warm:]] == [1.0] * len(hold[warm:])
+        assert hold[0]["lr_factor"] < 1.0
+        # The cool-down: max(2, ceil(0.2 x epochs run)) epochs, the learning rate falling to 0.
+        assert len(cool) == max(2, int(np.ceil(0.2 * len(hold)))) and len(hold) <= 6
+        assert [p["lr_factor"] for p in cool] == sorted((p["lr_factor"] for p in cool), reverse=True)
+        assert cool[0]["lr_factor"] == 1.0 and cool[-1]["lr_factor"] < 1.0
+        assert r.epochs_run == len(r.curve) == len(hold) + len(cool)
+        # The best epoch of the whole run is evaluated, the cool-down included (ties to the cooled).
+        sel = [p["selection_accuracy"] for p in r.curve]
+        assert r.selection_accuracy == sel[r.best_epoch - 1] == max(sel)
+        assert r.converged is (len(hold) < 6) and r.learned in (True, False)
         assert r.recipe["budget"] == "auto" and "early stopping" in r.recipe["selection"]
     assert "auto" in result.protocol["budget"]
 
 
-def test_freeze_chooses_its_l2_on_the_selection_split(digits, config):
+def test_the_learning_rate_is_chosen_by_a_short_probe_on_the_selection_split(digits, config):
+    cfg = replace(config, epochs=6, lr_probe=True, strategies=("finetune",), lpft=False)
+    (r,) = bench(digits, ["resnet18"], config=cfg).runs
+    probes = r.details["lr_probe"]
+    assert [p["factor"] for p in probes] == [0.3, 1.0, 3.0] and r.details["probe_epochs"] == 3 * 2
+    chosen = r.recipe["lr_scale"]
+    assert chosen in (0.3, 1.0, 3.0)
+    best = max(p["selection_accuracy"] for p in probes)
+    winner = next(p for p in probes if p["factor"] == chosen)
+    assert winner["selection_accuracy"] >= best - 1 / r.details["n_select"] - 1e-9
+    # The winner goes on from where its probe stopped: its two probe epochs open the curve.
+    assert [p["phase"] for p in r.curve[:2]] == [f"probe x{chosen:g}"] * 2 and len(r.curve) == 6
+    assert r.curve[1]["selection_accuracy"] == pytest.approx(winner["selection_accuracy"])
+    assert r.epochs_run == 6 and r.best_epoch == 6  # a fixed budget evaluates its last epoch
+
+
+def test_a_run_that_never_leaves_chance_is_marked_not_learned():
+    from advisor.bench.training import learned
+    from advisor.data import Sample
+
+    select = [Sample(f"{i}.png", i % 4, "train") for i in range(40)]  # chance 25 %, SE 6.8 points
+    assert learned(0.35, select) is False and learned(0.40, select) is True and learned(None, select) is None
+    w = verdict([run("freeze", 0.9, n_report=40), run("scratch", 0.25, n_report=40, learned=False)], margin=0.02)
+    assert "scratch never left chance" in w["rule"] and w["per_backbone"][0]["notes"]
+
+
+def test_finetuning_starts_from_the_frozen_strategy_head(digits, config):
+    """LP-FT: before the first step, the network predicts what the linear probe does."""
+    from advisor.bench.training import RunData, probe_head
+
+    spec = next(s for s in plan_runs(scan(digits), ["resnet18"], replace(config, strategies=("finetune",)))
+                if s.strategy == "finetune")
+    assert spec.recipe.init_head == "linear_probe"
+    from advisor.runtime import derive_seed, isolated_random
+
+    env = RunEnv(torch.device("cpu"), num_workers=0, cache_dir="", image_size=32)
+    data = RunData(list(spec.fit), [], list(spec.report), spec.num_classes, list(spec.pool))
+    with isolated_random(derive_seed(spec.stream, spec.seed)):  # the run's own streams: the same network
+        backbone = get_backbone("resnet18", weights=None)
+        info = probe_head(backbone, data, env, batch_size=16)
+    assert info["l2"] in (0.1, 1.0, 10.0, 100.0) and info["cv_folds"] >= 2
+    from advisor.bench.training import pool_features
+
+    feats = pool_features(backbone, spec.fit, 16, env)
+    assert feats.embeddings.shape[0] == len(spec.fit)
+    # the probe's head reads the fit split far above chance (10 classes): it was fitted on it
+    backbone.model.eval()
+    with torch.no_grad():
+        x = torch.from_numpy(feats.embeddings).float()
+        fit_acc = float((backbone.head(x).argmax(1).numpy() == [s.label for s in spec.fit]).mean())
+    assert fit_acc > 0.5
+    (r,) = bench(digits, ["resnet18"], config=replace(config, strategies=("finetune",))).runs
+    assert r.status == "ok" and r.details["linear_probe"]["l2"] == info["l2"]
+    plain = bench(digits, ["resnet18"], config=replace(config, strategies=("finetune",), lpft=False)).runs[0]
+    assert "linear_probe" not in plain.details and plain.recipe["init_head"] == "random"
+
+
+def test_without_a_selection_split_auto_falls_back_to_a_fixed_budget(digits, config, tmp_path):
+    from advisor.bench.strategies import FALLBACK_EPOCHS
+
+    root = tmp_path / "tiny"
+    for split, n in (("train", 1), ("val", 2)):
+        for label in ("0", "1"):
+            (root / split / label).mkdir(parents=True)
+            for i, src in enumerate(sorted((digits / label).iterdir())[:n]):
+                (root / split / label / f"{i}.png").write_bytes(src.read_bytes())
+    (r,) = bench(root, ["resnet18"], config=replace(config, epochs="auto", strategies=("finetune",), lpft=False)).runs
+    assert r.status == "ok", r.error
+    assert r.details["budget"] == "fixed" and r.recipe["budget"] == "fixed" and r.epochs_run == FALLBACK_EPOCHS
+    assert r.best_epoch == FALLBACK_EPOCHS and r.details["lr_probe"] == []  # nothing chose on the reported split
+    assert "no selection split" in r.recipe["schedule"]
+
+
+def test_the_key_holds_codes_and_versions_not_prose(digits, config, monkeypatch):
+    base = {s.strategy: s for s in plan_runs(scan(digits), ["resnet18"], config)}
+    finetune = get_strategy("finetune")
+    original = finetune.default_recipe
+
+    def reworded(self, cfg):
+        return replace(original(self, cfg), augment="other words", schedule="said differently", trainable="all of it")
+
+    monkeypatch.setattr(finetune, "default_recipe", reworded)
+    again = {s.strategy: s for s in plan_runs(scan(digits), ["resnet18"], config)}
+    assert again["finetune"].recipe.augment == "other words"
+    assert (again["finetune"].key, again["finetune"].stream) == (base["finetune"].key, base["finetune"].stream)
+    a = train_run(base["finetune"], RunEnv(torch.device("cpu"), num_workers=0, cache_dir=""))
+    b = train_run(again["finetune"], RunEnv(torch.device("cpu"), num_workers=0, cache_dir=""))
+    assert (a.accuracy, [p["train_loss"] for p in a.curve]) == (b.accuracy, [p["train_loss"] for p in b.curve])
+    monkeypatch.undo()
+    # Another torch: another key (trained again), the same random streams (the same numbers).
+    monkeypatch.setattr(runner_mod, "versions", lambda: {"advisor": "0", "torch": "9.9", "torchvision": "0", "timm": "0"})
+    newer = {s.strategy: s for s in plan_runs(scan(digits), ["resnet18"], config)}
+    assert newer["finetune"].key != base["finetune"].key and newer["finetune"].stream == base["finetune"].stream
+
+def test_freeze_chooses_its_l2_by_cross_validation_over_the_fit_split(digits, config):
     (r,) = bench(digits, ["resnet18"], config=replace(config, epochs="auto", strategies=("freeze",))).runs
     assert r.details["l2_grid"] == [0.1, 1.0, 10.0, 100.0] and r.details["l2_chosen"] in r.details["l2_grid"]
-    assert r.recipe["weight_decay"] == r.details["l2_chosen"] and r.selection_accuracy is not None
+    assert r.details["cv_folds"] == 5 and [row["l2"] for row in r.details["l2_cv"]] == r.details["l2_grid"]
+    best = max(row["cv_accuracy"] for row in r.details["l2_cv"])
+    assert r.selection_accuracy == next(row["cv_accuracy"] for row in r.details["l2_cv"]
+                                        if row["l2"] == r.details["l2_chosen"]) >= best - 0.5 * 5 / r.details["n_fit"]
+    # every fit image chose the L2, not a 20 % carve, and the head trained on all of them
+    assert r.details["n_select"] == r.details["n_fit"] == r.details["n_fit"]
+    assert r.recipe["weight_decay"] == r.details["l2_chosen"]
 
 
 def test_several_seeds_give_mean_and_std(digits, config):
@@ -324,10 +490,8 @@ def test_freeze_trains_on_cached_pretrained_embeddings(demo_root, tmp_path):
     assert first.status == "ok", first.error
     assert first.accuracy >= 0.6  # measured 0.80 (40 reported images; chance 0.10)
     assert first.details["features_cached"] is False
-    t0 = time.perf_counter()
     second = bench(root, ["efficientnet_lite0"], config=cfg).runs[0]
     assert second.details["features_cached"] is True and second.trained
-    assert time.perf_counter() - t0 < first.details["extraction_seconds"]
     assert second.accuracy == first.accuracy
     # The reported cost still includes the (first) extraction, not zero.
     assert second.train_seconds >= second.details["extraction_seconds"] > 0

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["AUTO", "BenchConfig", "START_METHODS"]
+__all__ = ["AUTO", "BenchConfig", "START_METHODS", "fit_share"]
 
 #: ``epochs=AUTO``: train until the selection accuracy stops improving (early stopping).
 AUTO = "auto"
@@ -51,6 +52,11 @@ class BenchConfig:
             learning curves (``data_size``). 1.0 is always included.
         weights: Weights of the pretrained strategies: ``"imagenet"``, or ``None`` for random
             initialisation (tests and offline smoke runs; the verdict is then meaningless).
+        lr_probe: Choose each network's learning rate as the frozen head's L2 is chosen: a
+            3-point sweep (``TUNE_FACTORS`` times the default) over the first epochs, judged on
+            the selection split; the best goes on from where its probe stopped.
+        lpft: Fine-tuning starts from the frozen strategy's fitted linear head (LP-FT, Kumar
+            et al. 2022) instead of a random one.
 
     Example:
         >>> BenchConfig(epochs=2, seeds=(0, 1)).to_dict()["seeds"]
@@ -79,6 +85,8 @@ class BenchConfig:
     max_per_class: int | None = None
     fractions: tuple[float, ...] = (1.0,)
     weights: str | None = "imagenet"
+    lr_probe: bool = True
+    lpft: bool = True
 
     def __post_init__(self) -> None:
         # The registry's facts without importing torch (a test checks both agree).
@@ -130,7 +138,7 @@ class BenchConfig:
     @property
     def needs_selection(self) -> bool:
         """Whether a selection split is carved: to stop early or to tune."""
-        return self.early_stopping or self.tune
+        return self.early_stopping or self.tune or self.lr_probe
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -141,3 +149,30 @@ class BenchConfig:
     def from_dict(cls, d: dict[str, Any]) -> "BenchConfig":
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def fit_share(splits: Iterable[str], config: BenchConfig | None = None) -> tuple[float, str]:
+    """The share of a class's images that the bench fits on, by its split rule, and what it is a
+    share of: the unit of "images per class" everywhere (thresholds, advice, curves, reports).
+
+    Args:
+        splits: The data folder's split names (``Dataset.splits``; empty for one folder per class).
+        config: The bench's options (default: :class:`BenchConfig`'s).
+
+    Returns:
+        ``(share, of)``: ``of`` is ``"train/"`` or ``"the folder"``.
+
+    Example:
+        >>> fit_share([])
+        (0.64, 'the folder')
+        >>> fit_share(["train", "val"]), fit_share(["train", "val", "test"])
+        ((0.8, 'train/'), (1.0, 'train/'))
+    """
+    config = config or BenchConfig()
+    splits = set(splits)
+    carve = (1.0 - config.selection_fraction) if config.needs_selection else 1.0
+    if "train" in splits and "val" in splits and "test" in splits:
+        return 1.0, "train/"
+    if "train" in splits and splits & {"val", "test"}:
+        return round(carve, 6), "train/"
+    return round((1.0 - config.val_fraction) * carve, 6), "the folder"

@@ -36,12 +36,16 @@ __all__ = [
     "run_key",
     "select_trials",
     "summarize_runs",
+    "paired_noise",
     "verdict",
 ]
 
 #: Version of the run key. 2: the key holds weights, precision, split, budget and data
 #: fingerprint (version 1 left out the weights: random runs answered for ImageNet ones).
-KEY_VERSION = 2
+#: 3: the recipe as codes, without its prose, and the versions of advisor, torch, torchvision
+#: and timm; the bench's protocol of issue 18 (hold and cool down, learning-rate probe, LP-FT,
+#: cross-validated head).
+KEY_VERSION = 3
 #: Transferability scores compared with the measured ranking of backbones.
 RANK_METRICS = ("linear_probe", "knn_probe", "logme", "leep", "nce", "hscore")
 _EPS = 1e-9  # accuracies are means of fractions: compare them with a little slack
@@ -98,6 +102,9 @@ class RunResult:
         best_epoch: The epoch whose weights were evaluated.
         converged: ``False`` when the run hit its maximum while still improving (its accuracy
             is then a lower bound); ``True`` otherwise.
+        learned: ``False`` when the best selection accuracy never left chance (within two
+            standard errors of the majority-class share): the run learned nothing to judge by;
+            ``None`` without a selection split.
         curve: Per epoch ``{"epoch", "train_loss", "selection_accuracy", "accuracy"}`` (the
             monitored split's accuracy; the other is ``None``).
         recipe: The recipe actually used, as a dict.
@@ -126,6 +133,7 @@ class RunResult:
     epochs_run: int | None = None
     best_epoch: int | None = None
     converged: bool | None = None
+    learned: bool | None = None
     curve: tuple[dict[str, Any], ...] = ()
     recipe: dict[str, Any] = field(default_factory=dict)
     lr_factor: float = 1.0
@@ -410,6 +418,8 @@ def summarize_runs(runs: Sequence[RunResult]) -> list[dict[str, Any]]:
             "mean_images_per_second": mean("images_per_second"),
             "mean_epochs": mean("epochs_run"),
             "converged": all(r.converged is not False for r in ok) if ok else None,
+            "learned": (False if ok and all(r.learned is False for r in ok) else
+                        True if any(r.learned for r in ok) else None),
             "n_report": int(np.mean(n_report)) if n_report else None,
             "errors": sorted({(r.error or "").splitlines()[0] for r in group if not r.ok and r.error}),
         })
@@ -420,8 +430,13 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
+def _info(name: str) -> StrategyInfo:
+    return STRATEGY_INFO.get(name) or StrategyInfo(2, True, name)
+
+
 def _noise(p: float, n: int | None) -> float | None:
-    """One standard error of the difference of two accuracies near ``p`` on ``n`` images.
+    """One standard error of the difference of two *independent* accuracies near ``p`` on ``n``
+    images: the fallback for runs without per-image records (read from older results files).
 
     ``p`` is kept half an image away from 0 and 1: a perfect score on few images is not certain.
     """
@@ -431,11 +446,68 @@ def _noise(p: float, n: int | None) -> float | None:
     return math.sqrt(2 * p * (1 - p) / n)
 
 
-def _info(name: str) -> StrategyInfo:
-    return STRATEGY_INFO.get(name) or StrategyInfo(2, True, name)
+#: Bootstrap resamples of the paired difference between two strategies.
+N_BOOT = 2000
+PAIRED = f"paired bootstrap over images and seeds ({N_BOOT} resamples)"
+UNPAIRED = "unpaired binomial sqrt(2p(1-p)/n) (runs without per-image records)"
 
 
-def _backbone_verdict(backbone: str, rows: dict[str, dict[str, Any]], margin: float) -> dict[str, Any]:
+def paired_noise(runs_a: Sequence[RunResult], runs_b: Sequence[RunResult]) -> dict[str, Any] | None:
+    """The difference of two strategies' mean accuracies and its standard error, paired.
+
+    Runs are matched by seed (and fraction); a pair counts when both runs carry per-image
+    records of the same length. Without such pairs, the unpaired binomial error is the fallback.
+    ``None`` when nothing is known of the reported split.
+
+    Returns:
+        ``{"gap", "se", "method", "n_seeds", "n_images"}`` (``gap`` is ``mean(a) - mean(b)``).
+    """
+    by_seed = {(r.seed, r.fraction): r for r in runs_b if r.ok}
+    xs, ys = [], []
+    for r in runs_a:
+        other = by_seed.get((r.seed, r.fraction))
+        if not r.ok or other is None:
+            continue
+        x, y = r.correctness(), other.correctness()
+        if x is None or y is None or x.shape != y.shape or not x.size:
+            xs = []
+            break
+        xs.append(x)
+        ys.append(y)
+    mean_a = float(np.mean([r.accuracy for r in runs_a if r.ok]))
+    mean_b = float(np.mean([r.accuracy for r in runs_b if r.ok]))
+    if xs:
+        # A stream of its own per pair, so the same pair gets the same answer in any grid.
+        seed = int.from_bytes(hashlib.sha256("\0".join(sorted(r.key for r in runs_a + runs_b if r.ok)).encode())
+                              .digest()[:4], "little")
+        gap, se = metrics.paired_difference(xs, ys, n_boot=N_BOOT, seed=seed)
+        return {"gap": gap, "se": se, "method": PAIRED, "n_seeds": len(xs), "n_images": int(np.mean([len(x) for x in xs]))}
+    n = [r.details.get("n_report") for r in list(runs_a) + list(runs_b) if r.ok and r.details.get("n_report")]
+    if not n:
+        return None
+    n_report = int(max(n))
+    seeds = max(1, min(len([r for r in runs_a if r.ok]), len([r for r in runs_b if r.ok])))
+    se = _noise(max(mean_a, mean_b), n_report)
+    return {"gap": mean_a - mean_b, "se": se / math.sqrt(seeds), "method": UNPAIRED, "n_seeds": seeds,
+            "n_images": n_report}
+
+
+def _settle(gap: float, noise: dict[str, Any], margin: float) -> str:
+    """What would settle a near-tie, computed from the paired error: seeds or reported images."""
+    if abs(gap) < margin - _EPS:
+        return (f"the gap is below the {100 * margin:.1f}-point margin that counts as a difference, so more data "
+                "would not change the verdict")
+    if abs(gap) < _EPS:
+        return "they score the same, so no amount of data is expected to separate them"
+    factor = (noise["se"] / abs(gap)) ** 2  # the standard error shrinks as 1/sqrt(images x seeds)
+    seeds = math.ceil(noise["n_seeds"] * factor)
+    images = math.ceil(noise["n_images"] * factor)
+    return (f"if the gap held, about {seeds} seeds (now {noise['n_seeds']}) or {images} reported images "
+            f"(now {noise['n_images']}) would settle it")
+
+
+def _backbone_verdict(backbone: str, rows: dict[str, dict[str, Any]], runs: dict[str, list[RunResult]],
+                      margin: float) -> dict[str, Any]:
     means = {s: r["mean_accuracy"] for s, r in rows.items()}
     pretrained = {s: a for s, a in means.items() if _info(s).pretrained}
     scratch = {s: a for s, a in means.items() if not _info(s).pretrained}
@@ -444,76 +516,97 @@ def _backbone_verdict(backbone: str, rows: dict[str, dict[str, Any]], margin: fl
     base = {"backbone": backbone, "top_accuracy": top, "n_report": n_report}
     if not pretrained:
         return {**base, "strategy": None, "verdict": None, "accuracy": None, "near_tie": None, "notes": [],
-                "tolerance": margin,
+                "tolerance": margin, "tolerance_method": "margin", "pairs": [],
                 "rule": f"{backbone}: no pretrained strategy finished, so no verdict (margin {100 * margin:.1f} points)."}
     order = list(STRATEGY_INFO)
     best_name = max(means, key=lambda s: means[s])
     best = means[best_name]
-    # A difference within one standard error of the reported split is a near-tie, and a near-tie
-    # goes to the cheaper strategy: the tolerance is the margin or that noise, whichever is larger.
-    noise = _noise(best, n_report)
-    tol = max(margin, noise or 0.0)
-    points = (f"{100 * tol:.1f}-point tolerance" if tol > margin else f"{100 * margin:.1f}-point margin")
-    why = (f" (the {points}: one standard error of a difference on the {n_report}-image reported split, "
-           f"larger than the {100 * margin:.1f}-point margin)" if tol > margin else "")
-    # The cheapest strategy within the tolerance of the best wins; at equal cost, training from
-    # scratch goes first: if it does as well as fine-tuning, the pretrained weights are not worth
-    # their keep. So scratch wins only where no cheaper pretrained strategy (freezing) ties.
-    close = [s for s, a in means.items() if a >= best - tol - _EPS]
+    # Each strategy is compared with the best on the same images: the tolerance of that pair is
+    # the margin or the standard error of their paired difference, whichever is larger. A
+    # strategy within it is a near-tie with the best, and a near-tie goes to the cheaper one.
+    pairs = {}
+    for s in means:
+        noise = paired_noise(runs[best_name], runs[s]) if s != best_name else None
+        se = noise["se"] if noise else 0.0
+        pairs[s] = {"strategy": s, "against": best_name, "gap": best - means[s], "se": se,
+                    "tolerance": max(margin, se), "method": noise["method"] if noise else "margin",
+                    "noise": noise}
+    close = [s for s, a in means.items() if best - a <= pairs[s]["tolerance"] + _EPS]
     winner = min(close, key=lambda s: (_info(s).cost_rank, _info(s).pretrained, -means[s],
                                        order.index(s) if s in order else 99))
+    tol_pair = pairs[winner] if winner != best_name else max(
+        (pairs[s] for s in means if s != best_name), key=lambda p: p["tolerance"], default=pairs[best_name])
+    tol = tol_pair["tolerance"]
+    by_noise = tol > margin + _EPS
+
+    def points(pair: dict[str, Any]) -> str:
+        if pair["tolerance"] > margin + _EPS:
+            n = pair["noise"]
+            return (f"{100 * pair['tolerance']:.1f}-point tolerance (one standard error of the paired difference "
+                    f"over {n['n_images']} reported images x {n['n_seeds']} seed{'s' if n['n_seeds'] > 1 else ''}, "
+                    f"larger than the {100 * margin:.1f}-point margin)")
+        return f"{100 * margin:.1f}-point margin"
+
     scratch_clause = ("" if winner in scratch else
                       f" (scratch reaches {_pct(max(scratch.values()))})" if scratch else " (scratch was not run)")
-    cheapest = (f"{winner} ({_pct(means[winner])}) is the cheapest strategy within the {points}"
-                if winner != best_name else f"nothing cheaper comes within the {points}")
+    cheapest = (f"{winner} ({_pct(means[winner])}) is the cheapest strategy within the {points(tol_pair)}"
+                if winner != best_name else f"nothing cheaper comes within the {points(tol_pair)}")
     if winner in scratch:
-        rule = (f"{backbone}: training from scratch reaches {_pct(means[winner])}, within the {points} of the best"
-                + ("" if winner == best_name else f" ({best_name}, {_pct(best)})")
-                + f", and no cheaper pretrained strategy does as well, so the pretrained weights are not worth "
-                f"using{why}.")
+        rule = (f"{backbone}: training from scratch reaches {_pct(means[winner])}, within the {points(tol_pair)} of "
+                "the best" + ("" if winner == best_name else f" ({best_name}, {_pct(best)})")
+                + ", and no cheaper pretrained strategy does as well, so the pretrained weights are not worth using.")
     else:
-        rule = (f"{backbone}: {best_name} is best at {_pct(best)}{scratch_clause}; {cheapest}, so: "
-                f"{_info(winner).verdict}{why}.")
+        rule = f"{backbone}: {best_name} is best at {_pct(best)}{scratch_clause}; {cheapest}, so: {_info(winner).verdict}."
     acc = means[winner]
     # Honesty about noise: the closest rival of another verdict, and whether the gap to it is
-    # within one standard error of a difference of accuracies on this reported split.
+    # within the tolerance of that pair (the same tolerance the verdict used).
     rivals = {s: a for s, a in means.items() if _info(s).verdict != _info(winner).verdict}
     near_tie = None
     if rivals:
         rival = max(rivals, key=lambda s: rivals[s])
-        noise = _noise((acc + rivals[rival]) / 2, n_report)
-        gap = acc - rivals[rival]
+        noise = paired_noise(runs[winner], runs[rival])
         if noise is not None:
-            near_tie = {"rival": rival, "rival_accuracy": rivals[rival], "gap": gap, "noise": noise,
-                        "within_noise": abs(gap) <= noise + _EPS}
+            gap = acc - rivals[rival]
+            pair_tol = max(margin, noise["se"])
+            near_tie = {"rival": rival, "rival_accuracy": rivals[rival], "gap": gap, "noise": noise["se"],
+                        "tolerance": pair_tol, "method": noise["method"],
+                        "within_noise": abs(gap) <= pair_tol + _EPS}
             if near_tie["within_noise"]:
+                near_tie["settle"] = _settle(gap, noise, margin)
                 rule += (f" Near-tie: {winner} ({_pct(acc)}) and {rival} ({_pct(rivals[rival])}) are "
-                         f"{100 * abs(gap):.1f} points apart, within one standard error ({100 * noise:.1f} points) "
-                         f"of the {n_report}-image reported split; more data or seeds would settle it.")
+                         f"{100 * abs(gap):.1f} points apart, within the {100 * pair_tol:.1f}-point tolerance of "
+                         f"that pair; {near_tie['settle']}.")
     notes = []
     for s, row in rows.items():
         if row.get("converged") is False and row.get("mean_epochs"):
             notes.append(f"{s} was still improving at {row['mean_epochs']:.0f} epochs; its accuracy "
                          f"({_pct(row['mean_accuracy'])}) is a lower bound")
+        if row.get("learned") is False:
+            notes.append(f"{s} never left chance on the selection split: it learned nothing to judge by")
     if notes:
         rule += " Caveat: " + "; ".join(notes) + "."
     return {**base, "strategy": winner, "verdict": _info(winner).verdict, "accuracy": acc, "rule": rule,
-            "near_tie": near_tie, "notes": notes, "tolerance": tol}
+            "near_tie": near_tie, "notes": notes, "tolerance": tol,
+            "tolerance_method": tol_pair["method"] if by_noise else "margin",
+            "pairs": [{k: v for k, v in p.items() if k != "noise"} for s, p in pairs.items() if s != best_name]}
 
 
 def verdict(runs: Sequence[RunResult], *, margin: float) -> dict[str, Any]:
     """The cost-aware rule, per backbone and overall.
 
     Per backbone, on mean accuracies over seeds of the finished runs: let ``best`` be the
-    highest, and the tolerance the larger of ``margin`` and one standard error of a difference of
-    accuracies near ``best`` on the reported split, ``sqrt(2 p (1 - p) / n)``: a smaller
-    difference is a near-tie, which the data cannot settle. The cheapest strategy within the
-    tolerance of ``best`` wins (freeze before partial before finetune; at equal cost training from
-    scratch first, then the more accurate), so a near-tie goes to the cheaper strategy and the
-    verdict is ``"not_worth_using"`` only when scratch does as well as the best pretrained
-    strategy and freezing does not. Overall, the backbone with the highest accuracy wins and its verdict is
-    the answer. Each backbone's verdict also says whether its gap to the closest rival verdict is
-    within that noise (a near-tie, with the numbers), and which runs had not converged.
+    highest. Every strategy is scored on the same reported images, so each is compared with the
+    best through their *paired* difference (:func:`paired_noise`: a bootstrap over images and
+    seeds of the per-image records); the tolerance of that pair is the larger of ``margin`` and
+    its standard error, and a smaller gap is a near-tie, which the data cannot settle. More
+    seeds and more reported images narrow it. The cheapest strategy within its tolerance of
+    ``best`` wins (freeze before partial before finetune; at equal cost training from scratch
+    first, then the more accurate), so a near-tie goes to the cheaper strategy and the verdict
+    is ``"not_worth_using"`` only when scratch does as well as the best pretrained strategy and
+    freezing does not. Overall, the backbone with the highest accuracy wins and its verdict is
+    the answer. Each backbone's verdict also says whether its gap to the closest rival verdict
+    is within the tolerance of that pair (a near-tie, with what would settle it), and which
+    runs had not converged or never learned.
 
     Args:
         runs: Selected runs of any backbones and strategies (failed runs are ignored).
@@ -534,7 +627,8 @@ def verdict(runs: Sequence[RunResult], *, margin: float) -> dict[str, Any]:
         mine = {row["strategy"]: row for row in rows
                 if row["backbone"] == name and row["mean_accuracy"] is not None}
         if mine:
-            per_backbone.append(_backbone_verdict(name, mine, margin))
+            by_strategy = {s: [r for r in runs if r.backbone == name and r.strategy == s] for s in mine}
+            per_backbone.append(_backbone_verdict(name, mine, by_strategy, margin))
     decided = [v for v in per_backbone if v["verdict"] is not None]
     if not decided:
         return {"backbone": None, "strategy": None, "verdict": None, "accuracy": None,

@@ -42,7 +42,10 @@ from advisor.imagecache import summarize_use
 from advisor.profile import summarize_dataset
 from advisor.utils import versions
 
-__all__ = ["Splits", "bench", "data_size", "make_splits", "nested_subset", "plan_runs"]
+#: The libraries whose versions the run key holds: a new release may train to other numbers.
+KEY_VERSIONS = ("advisor", "torch", "torchvision", "timm")
+
+__all__ = ["KEY_VERSIONS", "Splits", "bench", "data_size", "make_splits", "nested_subset", "plan_runs"]
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,7 @@ def plan_runs(dataset: Dataset, backbones: Sequence[str], config: BenchConfig, *
     pool = tuple(sorted({s.path: s for sp in splits.values() for s in sp.fit + sp.select + sp.report}.values(),
                         key=lambda s: s.path))
     factors = TUNE_FACTORS if config.tune else (1.0,)
+    code = {k: v for k, v in versions().items() if k in KEY_VERSIONS}
     specs = []
     for name in backbones:
         size = int(config.image_size or backbone_info(name).image_size)
@@ -168,21 +172,23 @@ def plan_runs(dataset: Dataset, backbones: Sequence[str], config: BenchConfig, *
                     for factor in factors:
                         recipe = replace(base.scaled(factor), lr_sweep=factors) if config.tune else base
                         payload = {
-                            "dataset": fingerprint, "backbone": name, "strategy": strategy_name, "seed": int(seed),
-                            "weights": config.weights, "image_size": size, "recipe": recipe.to_dict(),
+                            "backbone": name, "strategy": strategy_name, "seed": int(seed),
+                            "weights": config.weights, "image_size": size, "recipe": recipe.key_dict(),
                             "lr_factor": factor, "precision": precision, "split": rule,
                             "samples": [_digest(fit, dataset.root), _digest(sp.select, dataset.root),
                                         _digest(sp.report, dataset.root)],
                         }
                         # The random streams follow what the run is, not when its files were
-                        # written: the key's data fingerprint holds sizes and modification times.
-                        stream = run_key({k: v for k, v in payload.items() if k != "dataset"})
+                        # written (the data fingerprint holds sizes and modification times) nor
+                        # which release trained it; the key holds both, so a new release or
+                        # new files train again.
+                        stream = run_key(payload)
+                        key = run_key({**payload, "dataset": fingerprint, "versions": code})
                         specs.append(RunSpec(
                             backbone=name, strategy=strategy_name, seed=int(seed), recipe=recipe, lr_factor=factor,
                             image_size=size, weights=config.weights, fit=fit, select=sp.select, report=sp.report,
                             num_classes=len(dataset.classes), fingerprint=fingerprint, pool=pool,
-                            splits={k: v for k, v in sp.names.items() if v}, fraction=fraction, key=run_key(payload),
-                            stream=stream,
+                            splits={k: v for k, v in sp.names.items() if v}, fraction=fraction, key=key, stream=stream,
                         ))
     return specs
 

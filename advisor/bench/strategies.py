@@ -87,6 +87,21 @@ class Recipe:
         lr_sweep: With ``tune``, the multipliers of the default learning rates that were tried.
         lr_scale: The multiplier used (the chosen one with ``tune``).
         selection: How the learning rate (and stopping point) was chosen.
+        warmup_epochs: ``auto``: epochs of linear warm-up to the peak learning rate, which is
+            then held until the selection accuracy stops improving.
+        patience_from: ``auto``: epochs that never count towards the patience (the warm-up;
+            twice the warm-up for a network from scratch, which sits at chance at first).
+        cooldown: ``auto``: once the patience runs out, the best weights are restored and the
+            learning rate falls linearly to 0 over ``max(2, ceil(cooldown * epochs run))``
+            epochs; the best epoch of the whole run, cool-down included, is evaluated.
+        probe_epochs: Epochs of each probe of the learning-rate sweep (0: no sweep). Each of
+            ``probe_factors`` times the default learning rates trains that long from the same
+            start; the best on the selection split goes on, the others stop.
+        probe_factors: Multipliers of the default learning rates the sweep tries.
+        init_head: How the new classifier starts: ``"zeros"`` / ``"random"``, or
+            ``"linear_probe"`` (LP-FT: the frozen strategy's fitted head, then fine-tuning).
+        cv_folds: ``freeze``: folds of the stratified cross-validation that chooses the L2
+            strength over all the training images (0: chosen on the selection split).
     """
 
     optimizer: str = "adamw"
@@ -112,10 +127,33 @@ class Recipe:
     lr_sweep: tuple[float, ...] = ()
     lr_scale: float = 1.0
     selection: str = "defaults, not tuned"
+    warmup_epochs: int = 0
+    patience_from: int = 0
+    cooldown: float = 0.0
+    probe_epochs: int = 0
+    probe_factors: tuple[float, ...] = ()
+    init_head: str = "random"
+    cv_folds: int = 0
+
+    #: Fields in words, for the report: the run key and the random streams never read them
+    #: (the codes beside them say the same), so rewording a description changes no number.
+    PROSE: ClassVar[tuple[str, ...]] = ("augment", "schedule", "trainable", "selection")
 
     @property
     def early_stopping(self) -> bool:
         return self.budget == AUTO
+
+    def key_dict(self) -> dict[str, Any]:
+        """What the run key and the random streams hash: every setting, as codes, no prose.
+
+        Example:
+            >>> a = Recipe(augment="crops")
+            >>> a.key_dict() == Recipe(augment="random crops and flips").key_dict()
+            True
+        """
+        d = {k: v for k, v in self.to_dict().items() if k not in self.PROSE}
+        d["optimizer"] = self.optimizer.split()[0]
+        return d
 
     def scaled(self, factor: float) -> "Recipe":
         """The same recipe with every learning rate multiplied by ``factor``.
@@ -139,6 +177,7 @@ class Recipe:
         d["crop_scale"] = None if self.crop_scale is None else list(self.crop_scale)
         d["lr_sweep"] = list(self.lr_sweep)
         d["l2_grid"] = list(self.l2_grid)
+        d["probe_factors"] = list(self.probe_factors)
         return d
 
     @classmethod
@@ -147,7 +186,7 @@ class Recipe:
         d = {k: v for k, v in d.items() if k in known}
         if d.get("crop_scale") is not None:
             d["crop_scale"] = tuple(d["crop_scale"])
-        for name in ("lr_sweep", "l2_grid"):
+        for name in ("lr_sweep", "l2_grid", "probe_factors"):
             d[name] = tuple(d.get(name, ()))
         return cls(**d)
 
@@ -268,20 +307,41 @@ class Strategy:
         return f"{type(self).__name__}(lr_head={self.recipe.lr_head:g}, lr_backbone={self.recipe.lr_backbone})"
 
 
-def _budget(config: BenchConfig, name: str) -> dict[str, Any]:
+#: ``epochs="auto"``: warm-up epochs of a pretrained network and of one from scratch.
+WARMUP_EPOCHS = {"pretrained": 1, "scratch": 2}
+#: ``epochs="auto"``: share of the epochs run that the cool-down takes (at least 2 epochs).
+COOLDOWN = 0.2
+#: Epochs each learning-rate probe trains before the sweep keeps the best.
+PROBE_EPOCHS = 2
+#: ``epochs="auto"`` without a selection split (nothing to stop on): a fixed, annealed budget.
+FALLBACK_EPOCHS = 20
+#: Folds of the cross-validation that chooses the frozen head's L2 strength.
+CV_FOLDS = 5
+
+
+def _budget(config: BenchConfig, name: str, *, pretrained: bool = True) -> dict[str, Any]:
+    sweep = config.lr_probe and config.needs_selection
     if config.early_stopping:
-        return {"epochs": config.max_epochs or MAX_EPOCHS[name], "budget": AUTO,
-                "patience": config.patience, "min_delta": config.min_delta}
-    return {"epochs": int(config.epochs), "budget": "fixed"}
+        warm = WARMUP_EPOCHS["pretrained" if pretrained else "scratch"]
+        return {"epochs": config.max_epochs or MAX_EPOCHS[name], "budget": AUTO, "patience": config.patience,
+                "min_delta": config.min_delta, "warmup": 0.0, "warmup_epochs": warm,
+                "patience_from": warm if pretrained else 2 * warm, "cooldown": COOLDOWN,
+                "schedule": (f"linear warm-up ({warm} epoch{'s' if warm > 1 else ''}), then held at the peak until "
+                             "the selection accuracy stops improving; best weights restored, then a linear "
+                             f"cool-down to 0 over max(2, {100 * COOLDOWN:.0f} % of the epochs run)"),
+                "probe_epochs": PROBE_EPOCHS if sweep else 0, "probe_factors": TUNE_FACTORS if sweep else ()}
+    probe = PROBE_EPOCHS if sweep and int(config.epochs) >= 2 * PROBE_EPOCHS else 0
+    return {"epochs": int(config.epochs), "budget": "fixed", "warmup": 0.1,
+            "schedule": "linear warm-up (10 % of steps), then cosine to 0",
+            "probe_epochs": probe, "probe_factors": TUNE_FACTORS if probe else ()}
 
 
-def _network_recipe(config: BenchConfig, name: str, **kwargs: Any) -> Recipe:
+def _network_recipe(config: BenchConfig, name: str, *, pretrained: bool = True, **kwargs: Any) -> Recipe:
     """The augmentation and schedule shared by every strategy that trains the network."""
     base = dict(
         optimizer="adamw", weight_decay=0.05, batch_size=config.batch_size,
         augment="random resized crop, scale (0.5, 1), + horizontal flip", crop_scale=(0.5, 1.0),
-        flip=True, label_smoothing=0.1, schedule="linear warm-up (10 % of steps), then cosine to 0",
-        warmup=0.1, train_bn=True, **_budget(config, name),
+        flip=True, label_smoothing=0.1, train_bn=True, **_budget(config, name, pretrained=pretrained),
     )
     base.update(kwargs)
     return Recipe(**base)
@@ -308,7 +368,7 @@ class Freeze(Strategy):
             weight_decay=1.0, epochs=8 if config.early_stopping else int(config.epochs), budget="fixed", batch_size=config.batch_size,
             augment="none (embeddings of the eval transform, cached)", label_smoothing=0.0,
             schedule="none (line search)", trainable="head (on standardised embeddings)", train_bn=False,
-            head_steps=400, l2_grid=FREEZE_L2_GRID if config.needs_selection else (),
+            head_steps=400, l2_grid=FREEZE_L2_GRID, cv_folds=CV_FOLDS, init_head="zeros",
         )
 
     def configure(self, backbone: Backbone, num_classes: int) -> list[dict[str, Any]]:
@@ -338,11 +398,26 @@ class Finetune(Strategy):
     cost_rank = 2
     verdict = "finetune"
 
+    head_fitted: bool = False
+
+    def fit(self, backbone: Backbone, data: "RunData", env: "RunEnv") -> "Fit":
+        """LP-FT when the recipe says so: fit the linear probe's head first, then fine-tune."""
+        from advisor.bench.training import fit_network, probe_head
+
+        if self.recipe.init_head != "linear_probe":
+            return fit_network(self, backbone, data, env)
+        head = probe_head(backbone, data, env, batch_size=self.recipe.batch_size)
+        self.head_fitted = True
+        fit = fit_network(self, backbone, data, env)
+        return replace(fit, seconds=fit.seconds + head["seconds"], details={**fit.details, "linear_probe": head})
+
     def default_recipe(self, config: BenchConfig) -> Recipe:
-        return _network_recipe(config, self.name, lr_head=3e-3, lr_backbone=1e-3, trainable="all layers")
+        return _network_recipe(config, self.name, lr_head=3e-3, lr_backbone=1e-3, trainable="all layers",
+                               init_head="linear_probe" if config.lpft else "random")
 
     def configure(self, backbone: Backbone, num_classes: int) -> list[dict[str, Any]]:
-        head = backbone.replace_head(num_classes)
+        # LP-FT: the linear probe's head was fitted and folded into the network just before.
+        head = backbone.head if self.head_fitted else backbone.replace_head(num_classes)
         make_trainable(backbone.model.parameters(), _backbone_bn(backbone))
         self.frozen_params, self.frozen_bn = [], []
         return [
@@ -436,8 +511,8 @@ class Scratch(Finetune):
     verdict = "not_worth_using"
 
     def default_recipe(self, config: BenchConfig) -> Recipe:
-        return _network_recipe(config, self.name, lr_head=3e-3, lr_backbone=3e-3,
-                               trainable="all layers (random init)")
+        return _network_recipe(config, self.name, pretrained=False, lr_head=3e-3, lr_backbone=3e-3,
+                               trainable="all layers (random init)", init_head="random")
 
 
 STRATEGIES: dict[str, type[Strategy]] = {}

@@ -7,6 +7,7 @@ so its numbers do not depend on what ran before it, in this process or another.
 
 from __future__ import annotations
 
+import copy
 import gc
 import math
 import sys
@@ -23,7 +24,7 @@ from torch import nn
 
 from advisor.backbones import Backbone, Preprocessing
 from advisor.bench.results import RunResult, encode_correct
-from advisor.bench.strategies import Recipe, Strategy, get_strategy
+from advisor.bench.strategies import FALLBACK_EPOCHS, Recipe, Strategy, get_strategy
 from advisor.augment import center_crop, random_resized_crop
 from advisor.data import ImageFolder, Sample, Skipped
 from advisor.imagecache import ImageCache, StoredImage, open_image_cache, tally_use
@@ -126,6 +127,7 @@ class Fit:
     epochs_run: int
     best_epoch: int
     converged: bool
+    learned: bool | None = None
     correct: np.ndarray | None = None  # per reported image, in the split's order
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -299,16 +301,32 @@ def _normaliser(prep: Preprocessing, device: torch.device) -> Callable[[torch.Te
     return normalise
 
 
-def _schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup: float) -> torch.optim.lr_scheduler.LambdaLR:
-    warm = int(round(warmup * total_steps))
+def _lr_factor(recipe: Recipe, steps_per_epoch: int) -> Callable[[int, int | None, int], float]:
+    """The learning-rate multiplier at a step, given where the cool-down started and how long it is.
 
-    def factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / (warm + 1)
-        progress = (step - warm) / max(1, total_steps - warm)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    Fixed budget: linear warm-up over ``warmup`` of the steps, then cosine to 0 at the last
+    epoch. ``auto``: linear warm-up over ``warmup_epochs``, then the peak is held; once the
+    cool-down starts (at step ``cool_start``, ``cool_steps`` long) it falls linearly to 0.
+    """
+    if not recipe.early_stopping:
+        total = recipe.epochs * steps_per_epoch
+        warm = int(round(recipe.warmup * total))
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        def fixed(step: int, _cool_start: int | None, _cool_steps: int) -> float:
+            if step < warm:
+                return (step + 1) / (warm + 1)
+            progress = (step - warm) / max(1, total - warm)
+            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+        return fixed
+    warm = recipe.warmup_epochs * steps_per_epoch
+
+    def held(step: int, cool_start: int | None, cool_steps: int) -> float:
+        if cool_start is not None:
+            return max(0.0, (cool_steps - (step - cool_start)) / max(1, cool_steps))
+        return (step + 1) / (warm + 1) if step < warm else 1.0
+
+    return held
 
 
 def _sync(device: torch.device) -> None:
@@ -326,142 +344,307 @@ def _scores(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[float, float]:
     return acc, f1
 
 
+@dataclass
+class _Eval:
+    """Predictions on one split: labels, predicted classes, and the mean cross-entropy."""
+
+    y_true: np.ndarray
+    y_pred: np.ndarray
+    loss: float
+
+    @property
+    def accuracy(self) -> float:
+        return _scores(self.y_true, self.y_pred)[0]
+
+
 def _predict(backbone: Backbone, batches: Iterator[tuple[torch.Tensor, torch.Tensor]], normalise: Callable,
-             env: RunEnv) -> tuple[np.ndarray, np.ndarray]:
+             env: RunEnv) -> _Eval:
     backbone.model.eval()
-    trues, preds = [], []
+    trues, preds, loss, n = [], [], 0.0, 0
     with torch.inference_mode():
         for images, labels in batches:
             with env.precision.autocast(env.device):
                 logits = backbone.forward(normalise(images))
+            loss += float(F.cross_entropy(logits.float(), labels.to(logits.device), reduction="sum"))
+            n += len(labels)
             preds.append(logits.argmax(1).cpu())
             trues.append(labels)
     if not trues:
-        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
-    return torch.cat(trues).numpy(), torch.cat(preds).numpy()
+        return _Eval(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), float("nan"))
+    return _Eval(torch.cat(trues).numpy(), torch.cat(preds).numpy(), loss / max(1, n))
 
 
-class _Stopper:
-    """Early stopping on the selection accuracy, keeping the best epoch's weights in memory.
+def _chance(samples: Sequence[Sample]) -> tuple[float, int]:
+    """Majority-class share of ``samples`` and their number."""
+    counts = np.bincount([s.label for s in samples]) if samples else np.zeros(1)
+    return (float(counts.max() / counts.sum()) if counts.sum() else 0.0), int(counts.sum())
 
-    An epoch counts as an improvement when it beats the best so far by at least ``min_delta``;
-    ``patience`` epochs in a row without one stop the run. Epochs up to ``first_epoch`` never
-    count towards the patience: the learning-rate warm-up (a network from scratch sits at chance
-    while its learning rate is still rising: measured on hymenoptera, scratch stopped at epoch 4
-    of a 6-epoch warm-up) and freeze_unfreeze's frozen phase. With a fixed budget nothing stops
-    and the last epoch is the one evaluated, but the curve still says whether it was improving.
+
+def learned(best_selection: float | None, select: Sequence[Sample]) -> bool | None:
+    """Whether a run's best selection accuracy left chance: above the majority-class share by more
+    than two binomial standard errors of the selection split (``None`` without one).
+
+    Example:
+        >>> from advisor.data import Sample
+        >>> sel = [Sample(f"{i}.png", i % 2, "train") for i in range(40)]
+        >>> learned(0.55, sel), learned(0.9, sel)
+        (False, True)
+    """
+    chance, n = _chance(select)
+    if best_selection is None or not n:
+        return None
+    return bool(best_selection > chance + 2.0 * math.sqrt(chance * (1.0 - chance) / n) + _EPS)
+
+
+def _snapshot(obj: Any) -> Any:
+    """A detached copy of a state dict (tensors cloned), to restore later."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().clone()
+    if isinstance(obj, dict):
+        return {k: _snapshot(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_snapshot(v) for v in obj]
+    return copy.deepcopy(obj)
+
+
+class _Trainer:
+    """One network's optimiser, learning-rate schedule and data streams, at one learning-rate factor.
+
+    Its state (weights, optimiser, gradient scaler, step, random streams) can be saved and
+    restored: the learning-rate probes start from one state, the winner goes on from its own,
+    and the cool-down starts from the best epoch's.
     """
 
-    def __init__(self, recipe: Recipe, *, first_epoch: int = 0) -> None:
-        self.patience, self.min_delta = recipe.patience, recipe.min_delta
-        self.early = recipe.early_stopping
-        self.first_epoch = first_epoch  # epochs up to it never count towards the patience
-        self.best_acc = -math.inf
-        self.best_epoch = 0
-        self.since = 0
-        self.state: dict[str, torch.Tensor] | None = None
+    def __init__(self, strategy: Strategy, backbone: Backbone, groups: list[dict[str, Any]], loaders: "_Loaders",
+                 normalise: Callable, env: RunEnv, factor: float, bar: Any) -> None:
+        self.strategy, self.backbone, self.loaders, self.normalise, self.env = strategy, backbone, loaders, normalise, env
+        self.recipe, self.factor, self.bar = strategy.recipe, factor, bar
+        self.base_lrs = [g["lr"] * factor for g in groups]
+        self.optimizer = torch.optim.AdamW([{**g, "lr": lr} for g, lr in zip(groups, self.base_lrs)],
+                                           weight_decay=self.recipe.weight_decay)
+        self.scaler = env.precision.grad_scaler(env.device)
+        self.steps_per_epoch = loaders.steps_per_epoch()
+        self.lr_at = _lr_factor(self.recipe, self.steps_per_epoch)
+        self.step = 0
+        self.cool_start: int | None = None
+        self.cool_steps = 0
+        self.train_time = 0.0
+        self.images_seen = 0
 
-    def update(self, epoch: int, accuracy: float, model: nn.Module) -> bool:
-        """Record epoch ``epoch`` (1-based); ``True`` when the run should stop."""
-        if accuracy > self.best_acc + self.min_delta - _EPS or self.best_epoch == 0:
-            self.best_acc, self.best_epoch, self.since = accuracy, epoch, 0
-            if self.early:
-                self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        elif epoch > self.first_epoch:
-            self.since += 1
-        return self.early and self.since >= self.patience
+    def state(self, *, streams: bool = True) -> dict[str, Any]:
+        state = {"model": _snapshot(self.backbone.model.state_dict()), "optimizer": _snapshot(self.optimizer.state_dict()),
+                 "scaler": _snapshot(self.scaler.state_dict()), "step": self.step}
+        if streams:
+            state["streams"] = (self.loaders.order_gen.get_state(), self.loaders.aug_gen.get_state())
+        return state
 
-    def converged(self, epochs_run: int, max_epochs: int) -> bool:
-        """Stopped by patience, or no longer improving when the budget ran out."""
-        return epochs_run < max_epochs or self.since >= self.patience or epochs_run - self.best_epoch >= self.patience
+    def load(self, state: dict[str, Any]) -> None:
+        self.backbone.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(_snapshot(state["optimizer"]))
+        self.scaler.load_state_dict(state["scaler"])
+        if "streams" in state:
+            self.loaders.order_gen.set_state(state["streams"][0])
+            self.loaders.aug_gen.set_state(state["streams"][1])
+        self.step = state["step"]
+
+    def cool_down(self, epochs: int) -> None:
+        self.cool_start, self.cool_steps = self.step, epochs * self.steps_per_epoch
+
+    def train_epoch(self, epoch: int) -> float:
+        """One epoch (0-based index ``epoch``); returns the mean training loss."""
+        model, dev, recipe = self.backbone.model, self.env.device, self.recipe
+        model.train()
+        self.strategy.on_train_epoch_start(model, epoch)
+        t0 = time.perf_counter()
+        loss_sum = torch.zeros((), device=dev)
+        n_seen = 0
+        for images, labels in self.loaders.train_batches():
+            factor = self.lr_at(self.step, self.cool_start, self.cool_steps)
+            for group, lr in zip(self.optimizer.param_groups, self.base_lrs):
+                group["lr"] = lr * factor
+            x = self.normalise(images)
+            y = labels.to(dev, non_blocking=True)
+            with self.env.precision.autocast(dev):
+                logits = self.backbone.forward(x)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=recipe.label_smoothing)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.step += 1
+            loss_sum += loss.detach() * len(y)
+            n_seen += len(y)
+            if self.bar is not None:
+                self.bar.update(1)
+        _sync(dev)
+        self.train_time += time.perf_counter() - t0
+        self.images_seen += n_seen
+        return float(loss_sum.item() / max(1, n_seen))
+
+    def evaluate(self, split: str) -> _Eval:
+        return _predict(self.backbone, self.loaders.eval_batches(split), self.normalise, self.env)
+
+
+def _point(epoch: int, loss: float, ev: _Eval | None, monitor: str, phase: str, lr: float) -> dict[str, Any]:
+    acc = ev.accuracy if ev is not None else None
+    return {"epoch": epoch, "train_loss": loss, "selection_accuracy": acc if monitor == "select" else None,
+            "accuracy": acc if monitor == "report" else None, "phase": phase, "lr_factor": lr}
+
+
+def _choose_probe(probes: Sequence[dict[str, Any]], n_select: int) -> int:
+    """The probe that goes on: the best selection accuracy; within one image of it, the lowest
+    selection loss (a finer judge on small data); then the factor nearest 1."""
+    best = max(p["selection_accuracy"] for p in probes)
+    close = [i for i, p in enumerate(probes) if p["selection_accuracy"] >= best - 1.0 / max(1, n_select) - _EPS]
+    return min(close, key=lambda i: (probes[i]["selection_loss"], abs(math.log(probes[i]["factor"]))))
 
 
 def fit_network(strategy: Strategy, backbone: Backbone, data: RunData, env: RunEnv) -> Fit:
     """The end-to-end training loop shared by every strategy that trains the network.
 
-    Each epoch is evaluated on the selection split when the run has one (else on the reported
-    split, which then only draws the curve). With early stopping the run ends after
-    ``patience`` epochs without improvement and the best epoch's weights are evaluated on the
-    reported split; with a fixed budget the last epoch is.
+    1. Learning rate (``probe_epochs`` > 0, with a selection split): each of ``probe_factors``
+       times the default learning rates trains ``probe_epochs`` epochs from the same start and
+       the same random streams; the best on the selection split (:func:`_choose_probe`) goes on
+       from where it stopped, the others are dropped (their epochs count in the run's time).
+    2. ``auto`` budget: warm-up, then the peak learning rate is held while the selection
+       accuracy improves; after ``patience`` epochs without a gain of ``min_delta`` (or at the
+       cap), the best weights are restored and the learning rate cools down linearly to 0 over
+       ``max(2, ceil(cooldown * epochs run))`` epochs. The best epoch of the whole run, the
+       cool-down included, is evaluated on the reported split.
+    3. Fixed budget: warm-up and cosine over ``epochs``; the last epoch is evaluated.
+
+    The reported split never chooses anything: without a selection split there is no probe
+    and no early stopping (the runner gives such runs a fixed budget), and the curve's
+    accuracies on the reported split only draw the figure.
     """
     start = time.perf_counter()
     dev = env.device
     prep = backbone.preprocessing.at_size(env.image_size)
     groups = strategy.configure(backbone, data.num_classes)
     recipe = strategy.recipe  # configure may describe what it chose (Partial's tail)
-    model = backbone.model.to(dev).to(memory_format=torch.channels_last)
+    backbone.model.to(dev).to(memory_format=torch.channels_last)
     generator = torch.Generator()
     generator.manual_seed(torch.initial_seed())  # the run's seed (isolated_random set it)
     loaders = _Loaders(data, prep, recipe, env, generator)
     normalise = _normaliser(prep, dev)
-    optimizer = torch.optim.AdamW(groups, weight_decay=recipe.weight_decay)
-    scheduler = _schedule(optimizer, recipe.epochs * loaders.steps_per_epoch(), recipe.warmup)
-    scaler = env.precision.grad_scaler(dev)
-    monitor = "select" if data.select else "report"
-    warmup_epochs = math.ceil(recipe.warmup * recipe.epochs - 1e-9)
-    stopper = _Stopper(recipe, first_epoch=max(recipe.unfreeze_epoch or 0, warmup_epochs))
+    monitor = "select" if loaders.splits["select"] else "report"
+    n_select = len(loaders.splits["select"])
+    auto = recipe.early_stopping and monitor == "select"
+    if recipe.early_stopping and monitor != "select":
+        # Never select on the reported split: without a selection split, a fixed budget.
+        recipe = strategy.recipe = replace(recipe, budget="fixed", epochs=FALLBACK_EPOCHS, warmup=0.1,
+                                           schedule="linear warm-up (10 % of steps), then cosine to 0 "
+                                                    "(no selection split: fixed budget, last epoch)")
+    factors = tuple(recipe.probe_factors) if recipe.probe_epochs and monitor == "select" else ()
+    if recipe.unfreeze_epoch is not None and recipe.unfreeze_epoch < recipe.probe_epochs:
+        factors = ()  # a probe would unfreeze, and the next would start from an unfrozen network
+    probe_epochs = min(recipe.probe_epochs, recipe.epochs) if factors else 0
+    bar = progress_bar(None, env.run_label or strategy.name, unit="step", enabled=env.progress)
+
+    def trainer(factor: float) -> _Trainer:
+        return _Trainer(strategy, backbone, groups, loaders, normalise, env, factor, bar)
+
     curve: list[dict[str, Any]] = []
-    train_time, images_seen = 0.0, 0
-    bar = progress_bar(recipe.epochs * loaders.steps_per_epoch(), env.run_label or strategy.name, unit="step",
-                       enabled=env.progress)
-    y_true = y_pred = np.empty(0, dtype=np.int64)
+    probes: list[dict[str, Any]] = []
+    spent = {"train_time": 0.0, "images": 0, "probe_epochs": 0}
     try:
-        for epoch in range(recipe.epochs):
-            model.train()
-            strategy.on_train_epoch_start(model, epoch)
-            t0 = time.perf_counter()
-            loss_sum = torch.zeros((), device=dev)
-            n_seen = 0
-            for images, labels in loaders.train_batches():
-                x = normalise(images)
-                y = labels.to(dev, non_blocking=True)
-                with env.precision.autocast(dev):
-                    logits = backbone.forward(x)
-                loss = F.cross_entropy(logits.float(), y, label_smoothing=recipe.label_smoothing)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                loss_sum += loss.detach() * len(y)
-                n_seen += len(y)
-                if bar is not None:
-                    bar.update(1)
-            _sync(dev)
-            train_time += time.perf_counter() - t0
-            images_seen += n_seen
-            y_true, y_pred = _predict(backbone, loaders.eval_batches(monitor), normalise, env)
-            acc, _ = _scores(y_true, y_pred)
-            train_loss = float(loss_sum.item() / max(1, n_seen))
-            curve.append({"epoch": epoch + 1, "train_loss": train_loss,
-                          "selection_accuracy": acc if monitor == "select" else None,
-                          "accuracy": acc if monitor == "report" else None})
-            if bar is not None:
-                bar.set_postfix(loss=f"{train_loss:.3f}", acc=f"{acc:.3f}")
-            if stopper.update(epoch + 1, acc if math.isfinite(acc) else 0.0, model):
+        if factors:
+            initial = trainer(1.0).state()
+            finished = []
+            for factor in factors:
+                t = trainer(factor)
+                t.load({**initial, "optimizer": t.optimizer.state_dict(), "scaler": t.scaler.state_dict()})
+                points = []
+                for epoch in range(probe_epochs):
+                    loss = t.train_epoch(epoch)
+                    ev = t.evaluate("select")
+                    points.append(_point(epoch + 1, loss, ev, "select", f"probe x{factor:g}", factor))
+                probes.append({"factor": factor, "selection_accuracy": ev.accuracy, "selection_loss": ev.loss})
+                finished.append((t, t.state(), points))
+                spent["probe_epochs"] += probe_epochs
+            chosen = _choose_probe(probes, n_select)
+            for i, (t, _, _) in enumerate(finished):
+                if i != chosen:
+                    spent["train_time"] += t.train_time
+                    spent["images"] += t.images_seen
+            t, state, curve = finished[chosen]
+            t.load(state)
+            del finished, initial
+        else:
+            t = trainer(1.0)
+        first = len(curve)
+        best: dict[str, Any] = {"accuracy": -math.inf, "epoch": 0, "state": None}
+        since, cooling, cool_left, hit_cap = 0, False, 0, False
+        for p in curve:  # the winning probe's epochs count towards the best and the patience
+            if p["selection_accuracy"] > best["accuracy"] + recipe.min_delta - _EPS or best["epoch"] == 0:
+                best = {"accuracy": p["selection_accuracy"], "epoch": p["epoch"], "state": None}
+        if auto and best["epoch"] == first and first:
+            best["state"] = t.state(streams=False)
+        epoch = first
+        while True:
+            if not cooling and epoch >= recipe.epochs:
+                if not auto:
+                    break
+                hit_cap = True
+            if not cooling and auto and (since >= recipe.patience or hit_cap):
+                if best["state"] is not None:
+                    t.load(best["state"])
+                cooling, cool_left = True, max(2, math.ceil(recipe.cooldown * epoch))
+                t.cool_down(cool_left)
+            if cooling and cool_left == 0:
                 break
+            lr = t.lr_at(t.step, t.cool_start, t.cool_steps) * t.factor
+            loss = t.train_epoch(epoch)
+            epoch += 1
+            ev = t.evaluate(monitor)
+            curve.append(_point(epoch, loss, ev, monitor, "cool-down" if cooling else "train", lr))
+            if bar is not None:
+                bar.set_postfix(loss=f"{loss:.3f}", acc=f"{ev.accuracy:.3f}")
+            acc = ev.accuracy if math.isfinite(ev.accuracy) else 0.0
+            if cooling:
+                cool_left -= 1
+                if acc >= best["accuracy"] - _EPS:  # a tie goes to the cooled weights
+                    best = {"accuracy": acc, "epoch": epoch, "state": t.state(streams=False)}
+            elif acc > best["accuracy"] + recipe.min_delta - _EPS or best["epoch"] == 0:
+                best = {"accuracy": acc, "epoch": epoch, "state": t.state(streams=False) if auto else None}
+                since = 0
+            elif epoch > recipe.patience_from:
+                since += 1
     finally:
         if bar is not None:
             bar.close()
-    epochs_run = len(curve)
-    if recipe.early_stopping and stopper.state is not None:
-        model.load_state_dict(stopper.state)
-        selected = stopper.best_epoch
+    epochs_run = len(curve) - first + (probe_epochs if factors else 0)
+    if auto and best["state"] is not None and best["epoch"] != curve[-1]["epoch"]:
+        t.load(best["state"])
+        selected = best["epoch"]
     else:
-        selected = epochs_run
-    if monitor == "select" or selected != epochs_run:
-        y_true, y_pred = _predict(backbone, loaders.eval_batches("report"), normalise, env)
-    accuracy, f1 = _scores(y_true, y_pred)
+        selected = curve[-1]["epoch"] if curve else 0
+    report = t.evaluate("report")
+    accuracy, f1 = _scores(report.y_true, report.y_pred)
     selection = curve[selected - 1]["selection_accuracy"] if curve else None
+    best_selection = max((p["selection_accuracy"] for p in curve if p["selection_accuracy"] is not None), default=None)
+    train_time = t.train_time + spent["train_time"]
+    images_seen = t.images_seen + spent["images"]
+    converged = (not hit_cap) if auto else (epochs_run - _best_monitored(curve) >= recipe.patience)
     return Fit(
         accuracy=accuracy, macro_f1=f1, selection_accuracy=selection, curve=curve,
         seconds=time.perf_counter() - start,
-        images_per_second=images_seen / train_time if train_time > 0 else float("nan"), recipe=recipe,
-        epochs_run=epochs_run, best_epoch=selected, converged=stopper.converged(epochs_run, recipe.epochs),
-        correct=y_true == y_pred, details={"n_fit": loaders.n_fit, "n_report": int(len(y_true)),
+        images_per_second=images_seen / train_time if train_time > 0 else float("nan"),
+        recipe=replace(recipe, lr_scale=t.factor), epochs_run=epochs_run, best_epoch=selected,
+        converged=converged, correct=report.y_true == report.y_pred, learned=learned(best_selection, loaders.splits["select"]),
+        details={"n_fit": loaders.n_fit, "n_report": int(len(report.y_true)), "n_select": n_select,
                  "image_cache": None if loaders.cache is None else str(loaders.cache.path),
-                 "train_step_seconds": train_time},
+                 "train_step_seconds": train_time, "budget": "auto" if auto else "fixed",
+                 "lr_probe": probes, "probe_epochs": spent["probe_epochs"],
+                 "cooldown_epochs": sum(1 for p in curve if p.get("phase") == "cool-down")},
     )
+
+
+def _best_monitored(curve: Sequence[dict[str, Any]]) -> int:
+    """The epoch of the best monitored accuracy (the first of equals)."""
+    values = [(p.get("selection_accuracy") if p.get("selection_accuracy") is not None else p.get("accuracy")) or 0.0
+              for p in curve]
+    return int(curve[int(np.argmax(values))]["epoch"]) if curve else 0
 
 
 def _lbfgs_head(x: torch.Tensor, y: torch.Tensor, num_classes: int, l2: float, recipe: Recipe,
@@ -508,88 +691,168 @@ def pool_features(backbone: Backbone, pool: Sequence[Sample], batch_size: int, e
                             start_method=env.start_method, image_cache_dir=env.image_cache_dir)
 
 
-def fit_head_on_embeddings(strategy: Strategy, backbone: Backbone, data: RunData, env: RunEnv) -> Fit:
-    """``freeze``: embeddings once (cached), then a linear head on them.
+def _standardised(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    mean = x.mean(0)
+    std = x.std(0, unbiased=False).clamp_min(1e-6)
+    return (x - mean) / std, mean, std
 
-    With a selection split the L2 strength is chosen there from the recipe's grid (ties: the
-    stronger one); the chosen head is then evaluated on the reported split. The
-    standardisation is folded into the network's new head, so ``backbone.forward`` predicts
-    the same.
+
+def _head_accuracy(head: nn.Linear, x: torch.Tensor, y: torch.Tensor) -> float:
+    with torch.no_grad():
+        return float((head(x).argmax(1) == y).float().mean()) if len(y) else float("nan")
+
+
+def choose_l2(x: torch.Tensor, y: torch.Tensor, num_classes: int, recipe: Recipe, *, seed: int,
+              ) -> tuple[float, list[dict[str, Any]], int]:
+    """The L2 strength of a linear head, by stratified k-fold cross-validation over ``x``.
+
+    Every image takes part in both fitting and choosing, which a single 20 % carve cannot
+    afford on small data (34 selection images chose the strongest L2 of the grid on a 166-image
+    set and cost 8 points). Each fold is standardised on its own training part. Ties (within
+    half an image of the mean fold size) go to the stronger L2, the simpler head.
+
+    Returns:
+        The chosen strength, one ``{"l2", "cv_accuracy"}`` row per candidate, and the folds used
+        (0 when a class has fewer than two images: the recipe's default strength is used).
     """
+    from sklearn.model_selection import StratifiedKFold
+
+    grid = tuple(recipe.l2_grid) or (recipe.weight_decay,)
+    counts = np.bincount(y.numpy(), minlength=num_classes)
+    folds = min(recipe.cv_folds, int(counts[counts > 0].min()) if counts.any() else 0)
+    if len(grid) < 2 or folds < 2:
+        return recipe.weight_decay, [], 0
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed % 2**31)
+    split = list(splitter.split(np.zeros(len(y)), y.numpy()))
+    few = recipe.head_steps and max(1, recipe.head_steps // 2)  # a cheaper solve per fold
+    fold_recipe = replace(recipe, head_steps=few)
+    rows = []
+    for l2 in grid:
+        correct = 0
+        for train_idx, test_idx in split:
+            xs, mean, std = _standardised(x[train_idx])
+            head = _lbfgs_head(xs, y[train_idx], num_classes, l2, fold_recipe, 1)
+            correct += _head_accuracy(head, (x[test_idx] - mean) / std, y[test_idx]) * len(test_idx)
+        rows.append({"l2": l2, "cv_accuracy": correct / len(y)})
+    best = max(r["cv_accuracy"] for r in rows)
+    slack = 0.5 * folds / len(y)
+    chosen = max((r for r in rows if r["cv_accuracy"] >= best - slack - _EPS), key=lambda r: r["l2"])
+    return chosen["l2"], rows, folds
+
+
+@dataclass
+class _Head:
+    """A linear head fitted on standardised embeddings, folded back onto raw ones."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor
+    l2: float
+    cv: list[dict[str, Any]]
+    folds: int
+    curve: list[dict[str, Any]]
+    n_train: int
+
+    def fold_into(self, backbone: Backbone) -> None:
+        """Copy into the network's head: ``backbone.forward`` then predicts the same."""
+        new = backbone.head
+        with torch.no_grad():
+            new.weight.copy_(self.weight.view_as(new.weight).to(new.weight.device))
+            new.bias.copy_(self.bias.to(new.bias.device))
+
+    def predict(self, x: torch.Tensor) -> np.ndarray:
+        with torch.no_grad():
+            return (x @ self.weight.T + self.bias).argmax(1).numpy()
+
+
+def _embeddings(backbone: Backbone, data: RunData, env: RunEnv, batch_size: int
+                ) -> tuple[Callable[[Sequence[Sample]], tuple[torch.Tensor, torch.Tensor]], Features, float]:
+    """The pool's embeddings (one cached pass) and a lookup of any split's rows and labels."""
     start = time.perf_counter()
-    recipe = strategy.recipe
     pool = data.pool or sorted({s.path: s for s in data.fit + data.select + data.report}.values(),
                                key=lambda s: s.path)
     # Extract before the head is replaced, so the cached logits are ImageNet's like every other
     # entry of the feature cache.
-    feats = pool_features(backbone, pool, recipe.batch_size, env)
+    feats = pool_features(backbone, pool, batch_size, env)
     for f in feats.failures:
         env.failures[f.path] = f
     tally_use(env.image_cache_use, feats.image_cache)
-    extraction = feats.seconds if feats.cached else time.perf_counter() - start
+    seconds = feats.seconds if feats.cached else time.perf_counter() - start
     row = {p: i for i, p in enumerate(feats.paths)}
     embeddings = torch.from_numpy(feats.embeddings).float()
 
-    def rows(samples: list[Sample]) -> tuple[torch.Tensor, torch.Tensor]:
+    def rows(samples: Sequence[Sample]) -> tuple[torch.Tensor, torch.Tensor]:
         idx = [row[s.path] for s in samples if s.path in row]
         return embeddings[idx], torch.tensor([s.label for s in samples if s.path in row], dtype=torch.int64)
 
+    return rows, feats, seconds
+
+
+def _fit_head(x: torch.Tensor, y: torch.Tensor, num_classes: int, recipe: Recipe) -> _Head:
+    """L2 chosen by cross-validation over ``x``, then one head fitted on all of it."""
+    l2, cv, folds = choose_l2(x, y, num_classes, recipe, seed=torch.initial_seed())
+    xs, mean, std = _standardised(x)
+    curve: list[dict[str, Any]] = []
+
+    def record(chunk: int, head: nn.Linear) -> None:
+        with torch.no_grad():
+            loss = float(F.cross_entropy(head(xs), y))
+        curve.append({"epoch": chunk + 1, "train_loss": loss, "selection_accuracy": None, "accuracy": None,
+                      "train_accuracy": _head_accuracy(head, xs, y)})
+
+    head = _lbfgs_head(xs, y, num_classes, l2, recipe, recipe.epochs, record)
+    weight = head.weight.detach() / std
+    return _Head(weight, head.bias.detach() - weight @ mean, l2, cv, folds, curve, int(len(y)))
+
+
+def probe_head(backbone: Backbone, data: RunData, env: RunEnv, *, batch_size: int) -> dict[str, Any]:
+    """LP-FT's first step: a new head for ``backbone``, fitted on its frozen embeddings of the
+    fit split (never the selection split, which later judges the fine-tuning epochs)."""
+    start = time.perf_counter()
+    rows, feats, extraction = _embeddings(backbone, data, env, batch_size)
+    recipe = get_strategy("freeze")().recipe  # the frozen strategy's own head recipe
+    x, y = rows(data.fit)
+    head = _fit_head(x, y, data.num_classes, recipe)
+    backbone.replace_head(data.num_classes)
+    head.fold_into(backbone)
+    return {"l2": head.l2, "cv_folds": head.folds, "l2_cv": head.cv, "features_cached": bool(feats.cached),
+            "extraction_seconds": extraction,
+            "seconds": (extraction if feats.cached else 0.0) + time.perf_counter() - start}
+
+
+def fit_head_on_embeddings(strategy: Strategy, backbone: Backbone, data: RunData, env: RunEnv) -> Fit:
+    """``freeze``: embeddings once (cached), then a linear head on them.
+
+    The head trains on the fit split, the images every strategy trains on: its L2 strength is
+    chosen by stratified k-fold cross-validation over them (:func:`choose_l2`), then it is
+    refitted on all of them and evaluated on the reported split. (The selection split, which
+    the networks need to choose their epochs and learning rate, is left out: every strategy
+    learns from the same images.) The standardisation is folded into the network's new head,
+    so ``backbone.forward`` predicts the same.
+    """
+    recipe = strategy.recipe
+    rows, feats, extraction = _embeddings(backbone, data, env, recipe.batch_size)
     head_start = time.perf_counter()
     strategy.configure(backbone, data.num_classes)
-    x_fit, y_fit = rows(data.fit)
-    mean = x_fit.mean(0)
-    std = x_fit.std(0, unbiased=False).clamp_min(1e-6)
-    splits = {name: rows(samples) for name, samples in (("select", data.select), ("report", data.report))}
-    xs = {name: ((x - mean) / std, y) for name, (x, y) in splits.items()}
-    xs_fit = (x_fit - mean) / std
-    monitor = "select" if len(xs["select"][1]) else "report"
-
-    def accuracy(head: nn.Linear, split: str) -> float:
-        x, y = xs[split]
-        with torch.no_grad():
-            return _scores(y.numpy(), head(x).argmax(1).numpy())[0]
-
-    grid = recipe.l2_grid if (monitor == "select" and recipe.l2_grid) else (recipe.weight_decay,)
-    chosen: tuple[float, float, nn.Linear, list[dict[str, Any]]] | None = None
-    for l2 in sorted(grid, reverse=True):  # strongest first: ties keep the simpler head
-        curve: list[dict[str, Any]] = []
-
-        def record(chunk: int, head: nn.Linear, curve: list[dict[str, Any]] = curve) -> None:
-            with torch.no_grad():
-                loss = float(F.cross_entropy(head(xs_fit), y_fit))
-            acc = accuracy(head, monitor)
-            curve.append({"epoch": chunk + 1, "train_loss": loss,
-                          "selection_accuracy": acc if monitor == "select" else None,
-                          "accuracy": acc if monitor == "report" else None})
-
-        head = _lbfgs_head(xs_fit, y_fit, data.num_classes, l2, recipe, recipe.epochs, record)
-        score = accuracy(head, monitor)
-        if chosen is None or score > chosen[0] + _EPS:
-            chosen = (score, l2, head, curve)
-    assert chosen is not None
-    _, l2, head, curve = chosen
-    with torch.no_grad():
-        x_rep, y_rep = xs["report"]
-        y_pred = head(x_rep).argmax(1).numpy()
-        # Fold the standardisation into the network's head: backbone.forward now predicts the same.
-        new = backbone.head
-        weight = head.weight / std
-        bias = head.bias - weight @ mean
-        new.weight.copy_(weight.view_as(new.weight).to(new.weight.device))
-        new.bias.copy_(bias.to(new.bias.device))
+    train = list(data.fit)
+    x, y = rows(train)
+    head = _fit_head(x, y, data.num_classes, recipe)
+    head.fold_into(backbone)
+    x_rep, y_rep = rows(data.report)
+    y_pred = head.predict(x_rep)
     head_seconds = time.perf_counter() - head_start
     acc, f1 = _scores(y_rep.numpy(), y_pred)
     seconds = extraction + head_seconds
-    n = len(y_fit)
-    selection = accuracy(head, "select") if monitor == "select" else None
+    cv_acc = next((r["cv_accuracy"] for r in head.cv if r["l2"] == head.l2), None)
     return Fit(
-        accuracy=acc, macro_f1=f1, selection_accuracy=selection, curve=curve, seconds=seconds,
-        images_per_second=n * recipe.epochs / seconds if seconds > 0 else float("nan"),
-        recipe=replace(recipe, weight_decay=l2), epochs_run=recipe.epochs, best_epoch=recipe.epochs,
+        accuracy=acc, macro_f1=f1, selection_accuracy=cv_acc, curve=head.curve, seconds=seconds,
+        images_per_second=head.n_train * recipe.epochs / seconds if seconds > 0 else float("nan"),
+        recipe=replace(recipe, weight_decay=head.l2), epochs_run=recipe.epochs, best_epoch=recipe.epochs,
         converged=True, correct=y_rep.numpy() == y_pred,
-        details={"n_fit": int(n), "n_report": int(len(y_rep)), "features_cached": bool(feats.cached),
-                 "extraction_seconds": extraction, "head_seconds": head_seconds, "l2_chosen": l2,
-                 "l2_grid": list(grid)},
+        learned=learned(cv_acc, train) if head.cv else None,
+        details={"n_fit": head.n_train, "n_report": int(len(y_rep)), "n_select": head.n_train if head.cv else 0,
+                 "features_cached": bool(feats.cached), "extraction_seconds": extraction,
+                 "head_seconds": head_seconds, "l2_chosen": head.l2, "l2_grid": list(recipe.l2_grid),
+                 "l2_cv": head.cv, "cv_folds": head.folds},
     )
 
 
@@ -609,8 +872,10 @@ def _peak_memory_mb(device: torch.device) -> tuple[float | None, str]:
 
 
 def _epochs_to_90(curve: Sequence[dict[str, Any]]) -> int | None:
-    points = [(p["epoch"], p.get("selection_accuracy") if p.get("selection_accuracy") is not None
-               else p.get("accuracy")) for p in curve]
+    def monitored(p: dict[str, Any]) -> float | None:
+        return next((p[k] for k in ("selection_accuracy", "accuracy", "train_accuracy") if p.get(k) is not None), None)
+
+    points = [(p["epoch"], monitored(p)) for p in curve]
     points = [(e, a) for e, a in points if a is not None and math.isfinite(a)]
     if not points:
         return None
@@ -655,13 +920,13 @@ def train_run(spec: RunSpec, env: RunEnv) -> RunResult:
         fit = _fit_once(strategy, spec, data, env)
     memory, memory_note = _peak_memory_mb(env.device)
     details = dict(fit.details, device=str(env.device), memory=memory_note, precision=env.precision.name,
-                   n_select=len(spec.select), splits=dict(spec.splits), images_per_class=spec.images_per_class)
+                   n_select=fit.details.get("n_select", len(spec.select)), splits=dict(spec.splits), images_per_class=spec.images_per_class)
     return RunResult(
         backbone=spec.backbone, strategy=spec.strategy, seed=int(spec.seed), status="ok",
         accuracy=fit.accuracy, macro_f1=fit.macro_f1, selection_accuracy=fit.selection_accuracy,
         train_seconds=fit.seconds, images_per_second=fit.images_per_second, peak_memory_mb=memory,
         epochs_to_90=_epochs_to_90(fit.curve), epochs_run=fit.epochs_run, best_epoch=fit.best_epoch,
-        converged=fit.converged, curve=tuple(fit.curve), recipe=fit.recipe.to_dict(), lr_factor=spec.lr_factor,
+        converged=fit.converged, learned=fit.learned, curve=tuple(fit.curve), recipe=fit.recipe.to_dict(), lr_factor=spec.lr_factor,
         fraction=spec.fraction, key=spec.key, details=details,
         correct=None if fit.correct is None else encode_correct(fit.correct),
     )
