@@ -704,6 +704,24 @@ def test_fractions_train_nested_subsets_and_fit_learning_curves(tmp_path, config
     assert 'id="data-size"' in html.read_text() and "Holdout error" in html.read_text()
 
 
+def test_fractions_auto_trains_four_nested_sizes(digits):
+    from advisor.cli import main
+
+    assert BenchConfig(fractions="auto").fractions == (0.125, 0.25, 0.5, 1.0)
+    assert BenchConfig().fractions == (1.0,)  # no learning curve unless asked: it costs 1.875x
+    bench_cmd = main.commands["bench"]
+
+    def parsed(*args: str) -> tuple[float, ...]:
+        return bench_cmd.make_context("bench", ["data", *args]).params["fractions"]
+
+    assert parsed("--fractions") == parsed("--fractions", "auto") == (0.125, 0.25, 0.5, 1.0)
+    assert parsed("--fractions", "0.25,0.5,1") == (0.25, 0.5, 1.0) and parsed() == (1.0,)
+    specs = plan_runs(scan(digits), ["resnet18"], replace(TINY, strategies=("freeze",), fractions="auto"))
+    fits = [set(s.fit) for s in sorted(specs, key=lambda s: s.fraction)]
+    assert [s.fraction for s in sorted(specs, key=lambda s: s.fraction)] == [0.125, 0.25, 0.5, 1.0]
+    assert all(a < b for a, b in zip(fits, fits[1:]))  # nested
+
+
 def test_crossings_never_contradict_the_verdict():
     """Issue 18, item 4, reproduced: a 3.3-point gap on 153 reported images is a near-tie to the
     verdict (freeze), and a crossing judged on the bare 2-point margin added "More data:

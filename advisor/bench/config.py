@@ -5,10 +5,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-__all__ = ["AUTO", "BenchConfig", "START_METHODS"]
+__all__ = ["AUTO", "AUTO_FRACTIONS", "BenchConfig", "START_METHODS"]
 
 #: ``epochs=AUTO``: train until the selection accuracy stops improving (early stopping).
 AUTO = "auto"
+#: ``fractions=AUTO``: the learning curve's sizes, halving from the full data. Four sizes leave one
+#: degree of freedom to test the three-parameter law (:mod:`advisor.curves`); each size doubles
+#: the last, as the recommend probe's curve does, for 1.875x the training of the full data alone.
+AUTO_FRACTIONS = (0.125, 0.25, 0.5, 1.0)
 START_METHODS = (None, "fork", "spawn", "forkserver")
 
 
@@ -48,7 +52,9 @@ class BenchConfig:
         fractions: Train every strategy also on nested, class-stratified subsets of the fit split
             (``(0.25, 0.5, 1.0)``: the 25 % subset lies inside the 50 % one); the selection and
             reported splits stay the same. The runs at 1.0 give the verdict, all of them the
-            learning curves (``data_size``). 1.0 is always included.
+            learning curves (``data_size``). 1.0 is always included. ``"auto"``:
+            :data:`AUTO_FRACTIONS`. Fewer than 4 sizes leave the fitted law untested, and its
+            predictions are withheld.
         weights: Weights of the pretrained strategies: ``"imagenet"``, or ``None`` for random
             initialisation (tests and offline smoke runs; the verdict is then meaningless).
 
@@ -57,6 +63,8 @@ class BenchConfig:
         [0, 1]
         >>> BenchConfig().early_stopping
         True
+        >>> BenchConfig(fractions="auto").fractions
+        (0.125, 0.25, 0.5, 1.0)
     """
 
     strategies: tuple[str, ...] = ("freeze", "finetune", "scratch")
@@ -77,13 +85,15 @@ class BenchConfig:
     cache_dir: str | None = None
     image_cache_dir: str | None = None
     max_per_class: int | None = None
-    fractions: tuple[float, ...] = (1.0,)
+    fractions: tuple[float, ...] | str = (1.0,)
     weights: str | None = "imagenet"
 
     def __post_init__(self) -> None:
         # The registry's facts without importing torch (a test checks both agree).
         from advisor.bench.results import STRATEGY_INFO
 
+        if self.fractions == AUTO:
+            object.__setattr__(self, "fractions", AUTO_FRACTIONS)
         for name in ("strategies", "seeds", "fractions"):
             value = getattr(self, name)
             if isinstance(value, (str, int, float)):
