@@ -340,12 +340,18 @@ def _epochs(_ctx: click.Context, _param: click.Parameter, value: str) -> int | s
 
 
 def _fractions(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[float, ...]:
+    from advisor.bench.config import AUTO, AUTO_FRACTIONS
+
     if not value:
         return (1.0,)
+    if value.strip().lower() == AUTO:
+        return AUTO_FRACTIONS
     try:
         values = tuple(float(v) for v in _csv(value) or ())
     except ValueError:
-        raise click.BadParameter(f"{value!r} is not a comma-separated list of numbers, e.g. 0.25,0.5,1") from None
+        raise click.BadParameter(f"{value!r} is neither 'auto' nor a comma-separated list of numbers, e.g. "
+                                 "0.25,0.5,1 (a bare --fractions takes the next word as its value: put DATA "
+                                 "before it)") from None
     if not values or not all(0 < v <= 1 for v in values):
         raise click.BadParameter(f"fractions must lie in (0, 1], got {value!r}")
     return values
@@ -369,9 +375,12 @@ def _bench_options(fn: Callable) -> Callable:
         click.option("--margin", default=0.02, show_default=True, type=click.FloatRange(0, 1),
                      help="Accuracy margin of the cost-aware verdict."),
         click.option("--max-per-class", type=click.IntRange(1), help="Cap training images per class (quick runs)."),
-        click.option("--fractions", callback=_fractions, metavar="F,F,...",
-                     help="Also train on nested, class-stratified fractions of the training split, e.g. "
-                          "0.25,0.5,1: fitted learning curves and where more data would change the answer."),
+        click.option("--fractions", callback=_fractions, metavar="[auto|F,F,...]", is_flag=False,
+                     flag_value="auto",
+                     help="Also train on nested, class-stratified fractions of the training split: fitted "
+                          "learning curves and where more data would change the answer. Bare --fractions "
+                          "or 'auto': 1/8, 1/4, 1/2 and all of it; or a list, e.g. 0.25,0.5,1 (with fewer "
+                          "than 4 sizes nothing tests the fitted law, and its predictions are withheld)."),
     ]
     for option in reversed(options):
         fn = option(fn)

@@ -797,10 +797,21 @@ def _power_law_accuracy(fit: Mapping[str, Any], n: Any) -> Any:
     return 1.0 - (float(fit["a"]) * np.power(n, -float(fit["b"])) + float(fit["c"]))
 
 
+def _curve_status(curve: Mapping[str, Any]) -> str:
+    """``"fitted"``, ``"withheld"`` or ``"unfitted"``; documents written before the status was
+    recorded say it by their fit alone."""
+    status = curve.get("status")
+    if status in ("fitted", "withheld", "unfitted"):
+        return str(status)
+    return "fitted" if _mapping(curve.get("fit")) else "unfitted"
+
+
 def _learning_curves_pngs(data_size: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One figure per backbone: accuracy against images per class (log x), each strategy's
     measured points with error bars, the fitted law, its dashed extrapolation to 4x with a band,
-    and the crossing points marked."""
+    and the crossing points marked. A curve without a law to trust (too few sizes above chance,
+    or a fit withheld) shows its measured points joined by a thin line, and says so in the
+    legend; sizes at chance are hollow."""
     import numpy as np
 
     curves = _records(data_size.get("curves"))
@@ -823,11 +834,20 @@ def _learning_curves_pngs(data_size: Mapping[str, Any]) -> list[dict[str, Any]]:
                 xs = np.array([float(p["images_per_class"]) for p in pts])
                 ys = np.array([float(p["accuracy"]) for p in pts])
                 err = np.array([float(p.get("std") or 0.0) for p in pts])
+                chance = np.array([bool(p.get("at_chance")) for p in pts])
                 n_max = max(n_max, float(xs.max()))
-                ax.errorbar(xs, ys, yerr=err, fmt="o", color=colour, capsize=3, markersize=5,
-                            label=_strategy_label(strategy), zorder=3)
+                status = _curve_status(c)
+                label = _strategy_label(strategy) + {"fitted": "", "withheld": " (law withheld)",
+                                                     "unfitted": " (no law)"}[status]
+                ax.errorbar(xs, ys, yerr=err, fmt="none", ecolor=colour, capsize=3, zorder=3)
+                if (~chance).any():
+                    ax.plot(xs[~chance], ys[~chance], "o", color=colour, markersize=5, label=label, zorder=3)
+                if chance.any():
+                    ax.plot(xs[chance], ys[chance], "o", markerfacecolor="white", markeredgecolor=colour,
+                            markersize=5, zorder=3, label=None if (~chance).any() else label)
                 fit = _mapping(c.get("fit"))
-                if not fit:
+                if status != "fitted" or not fit:
+                    ax.plot(xs, ys, color=colour, linewidth=0.9, alpha=0.6, zorder=2)
                     continue
                 inside = np.geomspace(xs.min(), xs.max(), 50)
                 ax.plot(inside, _power_law_accuracy(fit, inside), color=colour, linewidth=1.6, zorder=2)
@@ -854,10 +874,13 @@ def _learning_curves_pngs(data_size: Mapping[str, Any]) -> list[dict[str, Any]]:
                             textcoords="offset points", fontsize=7, color="#374151", va="bottom")
             if n_max:
                 ax.axvline(n_max, color="#d1d5db", linewidth=1.0, zorder=1)
-            ax.set_xlabel("training images per class (log scale; dashed: extrapolated, up to 4x)")
+            ax.set_xlabel("training images per class (log scale; dashed: extrapolated, up to 4x)"
+                          if any(_curve_status(c) == "fitted" for c in mine) else
+                          "training images per class (log scale; measured points only)")
             ax.set_ylabel("accuracy (reported split)")
             _percent_axis(ax.yaxis)
-            ax.legend(loc="lower right")
+            # Above the axes: inside, the legend sat on the crossing's label at the lower right.
+            ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=min(3, len(mine)), frameon=False)
             figures.append({"backbone": backbone, "png": _png_uri(fig)})
     return figures
 
@@ -871,11 +894,13 @@ def _data_size_rows(data_size: Mapping[str, Any]) -> list[dict[str, Any]]:
         n = max(pts) if pts else None
         at = [pred.get(round(k * n, 3)) if n else None for k in (2, 4)]
         hold = _mapping(c.get("holdout"))
+        status = _curve_status(c)
         rows.append({
             "backbone": c.get("backbone"), "strategy": _badge(c.get("strategy")), "n": n,
             "measured": next((p.get("accuracy") for p in _records(c.get("points"))
                               if _is_number(p.get("images_per_class")) and float(p["images_per_class"]) == n), None),
-            "at2": _mapping(at[0]), "at4": _mapping(at[1]), "fitted": bool(c.get("fit")),
+            "at2": _mapping(at[0]), "at4": _mapping(at[1]), "fitted": status == "fitted",
+            "why_not": c.get("reason") or ("withheld" if status == "withheld" else "fewer than 3 sizes: no fit"),
             "holdout_error": hold.get("error"), "holdout_n": hold.get("images_per_class"),
         })
     return rows
@@ -1197,6 +1222,7 @@ def _bench_context(result: Mapping[str, Any]) -> dict[str, Any]:
     agreement = result.get("agreement")
     recipe_keys, recipe_rows = _recipe_rows(runs)
     key = (winner.get("backbone"), winner.get("strategy"))
+    sizes = _mapping(result.get("data_size"))
     return {
         **_page(result, "bench"),
         "dataset": _dataset_view(_mapping(result.get("dataset")), thumbnails=False),
@@ -1238,8 +1264,10 @@ def _bench_context(result: Mapping[str, Any]) -> dict[str, Any]:
         "recipe_keys": [k.replace("_", " ") for k in recipe_keys],
         "recipe_rows": recipe_rows,
         "rank_tables": _rank_tables(result.get("rank_correlation")),
-        "data_size_pngs": _learning_curves_pngs(_mapping(result.get("data_size"))),
-        "data_size_rows": _data_size_rows(_mapping(result.get("data_size"))),
+        "data_size_pngs": _learning_curves_pngs(sizes),
+        "data_size_rows": _data_size_rows(sizes),
+        "data_size_fitted": any(_curve_status(c) == "fitted" for c in _records(sizes.get("curves"))),
+        "data_size_paired": any(c.get("bootstrap_method") == "paired_images" for c in _records(sizes.get("curves"))),
         "crossing_sentences": [v.get("data_size") for v in _records(winner.get("per_backbone")) if v.get("data_size")],
         "execution": _execution_view(_mapping(result.get("execution"))),
         "repro": _reproduction_view(result.get("reproduction")),

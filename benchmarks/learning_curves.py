@@ -1,8 +1,10 @@
 """How far can the learning curves be trusted? Fitted curves, holdout errors and crossing points.
 
-Runs ``advisor bench --fractions 0.25,0.5,1`` on the digits demo at 40 images per class and on
-hymenoptera, and prints each fitted curve's holdout error (the curve fitted without its largest
-size, predicting it) and the predicted crossing points. Then checks the digits crossing
+Runs ``advisor bench --fractions auto`` (1/8, 1/4, 1/2 and all of the training split: four sizes,
+so one degree of freedom tests each three-parameter law) on the digits demo at 40 images per
+class and on hymenoptera, and prints each fitted curve's status (withheld fits say why), its
+holdout error (the curve fitted without its largest size, predicting it) and the predicted
+crossing points. Then checks the digits crossing
 ``finetune_beats_freeze`` against direct runs at 10, 20 and 40 digits per class: where the
 measured fine-tune - freeze gap exceeds the margin, the prediction should say "crossed" or put
 the crossing below that size.
@@ -25,6 +27,7 @@ from pathlib import Path
 import torch
 
 from advisor.bench import BenchConfig, bench
+from advisor.bench.config import AUTO_FRACTIONS
 from advisor.demo import make_demo
 from common import save_rows
 
@@ -56,7 +59,7 @@ def main() -> None:
     (_RESULTS / "learning_curves").mkdir(parents=True, exist_ok=True)
     # A fixed folder: the demo files keep their modification times, so their runs resume.
     tmp = _RESULTS / "learning_curves" / "demo-data"
-    fractions = (0.25, 0.5, 1.0)
+    fractions = AUTO_FRACTIONS
 
     jobs = [("digits40", make_demo(tmp, "digits", per_class=40), args.digits_size)]
     if Path(args.hymenoptera).is_dir():
@@ -71,14 +74,17 @@ def main() -> None:
             rows.append({"dataset": name, "strategy": c["strategy"], "image_size": size,
                          "sizes": " ".join(f"{p['images_per_class']:.1f}" for p in c["points"]),
                          "accuracies": " ".join(f"{p['accuracy']:.3f}" for p in c["points"]),
-                         "fit": c.get("fit"), "holdout_error": hold.get("error"),
+                         "fit": c.get("fit"), "status": c.get("status"), "reason": c.get("reason"),
+                         "holdout_error": hold.get("error"),
                          "predicted_2x": (c["predicted"] or [{}])[0].get("accuracy"), "command": command})
-            print(f"    curve {c['strategy']:10} holdout error "
+            print(f"    curve {c['strategy']:10} {c.get('status')}"
+                  + (f" ({c['reason']})" if c.get("reason") else "") + ", holdout error "
                   + (f"{100 * hold['error']:.1f} points (at {hold['images_per_class']:.1f}/class)" if hold else "-"),
                   flush=True)
         for x in result["data_size"]["crossings"]:
-            print(f"    crossing {x['kind']}: {x['status']} {x.get('images_per_class')} ({x.get('low')}-{x.get('high')})",
-                  flush=True)
+            print(f"    crossing {x['kind']} (gap {100 * x['margin']:.1f} points): {x['status']} "
+                  f"{x.get('images_per_class')} ({x.get('low')}-{x.get('high')})"
+                  + (f": {x['reason']}" if x.get("reason") else ""), flush=True)
 
     # The digits crossing against direct runs at 10, 20 and 40 per class.
     print("\ndirect runs on digits:", flush=True)
@@ -94,7 +100,8 @@ def main() -> None:
               f"{100 * acc['finetune']:.1f}%  gap {100 * gap:+.1f} points", flush=True)
         rows.append({"dataset": f"digits{per_class}-direct", "strategy": "finetune-freeze", "image_size": args.digits_size,
                      "sizes": f"{n_fit:.1f}", "accuracies": f"{acc['freeze']:.3f} {acc['finetune']:.3f}",
-                     "fit": None, "holdout_error": None, "predicted_2x": None, "command": command})
+                     "fit": None, "status": None, "reason": None, "holdout_error": None, "predicted_2x": None,
+                     "command": command})
     save_rows(args.out, rows, append=False)
     errors = [r["holdout_error"] for r in rows if r["holdout_error"] is not None]
     if errors:

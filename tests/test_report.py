@@ -189,6 +189,40 @@ def test_reports_are_self_contained_escaped_and_twinned(tmp_path):
     assert "✗ The advice disagrees" in text and "CUDA out of memory" in text
 
 
+def _curve_runs(points: dict[str, list[tuple[float, float]]]) -> list[dict]:
+    return [{"backbone": "resnet50", "strategy": s, "images_per_class": n, "accuracy": a, "seed": 0}
+            for s, pts in points.items() for n, a in pts]
+
+
+def test_learning_curves_show_their_measured_points_when_no_law_can_be_trusted(tmp_path):
+    """Every curve unfitted (two sizes each), or every fit withheld (a step at the exponent's
+    bound; three sizes for three parameters): the figure still draws what was measured, and the
+    table says why nothing is predicted instead of showing predictions."""
+    from advisor.curves import curves_from_runs
+
+    unfitted = curves_from_runs(_curve_runs({"freeze": [(24, 0.86), (48.5, 0.89)],
+                                             "finetune": [(24, 0.80), (48.5, 0.88)]}), margin=0.02, n_val=150)
+    withheld = curves_from_runs(_curve_runs({"freeze": [(12, 0.70), (24, 0.876), (48.5, 0.895), (97.5, 0.876)],
+                                             "finetune": [(24, 0.80), (48.5, 0.85), (97.5, 0.889)]}),
+                                margin=0.02, n_val=150)
+    assert {c["status"] for c in unfitted["curves"]} == {"unfitted"}
+    assert {c["status"] for c in withheld["curves"]} == {"withheld"}
+    for block, why in ((unfitted, "2 sizes measured: a law needs 3 or more"),
+                       (withheld, "exponent at its bound b = 4, a step rather than a trend")):
+        html = report.render_bench_html(bench_result(tmp_path) | {"data_size": block})
+        tags = _assert_self_contained(html)
+        assert sum(1 for t, a in tags if t == "img") == 4  # accuracy, curves, cost and the learning curves
+        assert 'id="data-size"' in html and why in html
+        assert "Dashed: extrapolation" not in html  # nothing extrapolated, so no legend for it
+        assert len(report._learning_curves_pngs(block)) == 1
+    # A document written before curves had a status: its fit alone says it was fitted.
+    fitted = curves_from_runs(_curve_runs({"freeze": [(n, 0.9 - 0.5 * n**-0.5) for n in (10, 20, 40, 80)]}),
+                              margin=0.02, n_val=2000)
+    old = {"curves": [{k: v for k, v in c.items() if k not in ("status", "reason")} for c in fitted["curves"]]}
+    assert [r["fitted"] for r in report._data_size_rows(old)] == [True]
+    assert "Dashed: extrapolation" in report.render_bench_html(bench_result(tmp_path) | {"data_size": fitted})
+
+
 def test_index_lists_reports_newest_first_with_relative_links(tmp_path):
     out = tmp_path / "reports"
     html_r, _ = report.write_recommend_report(recommend_result(tmp_path), out)

@@ -6,10 +6,14 @@ from dataclasses import asdict, dataclass, fields
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["AUTO", "BenchConfig", "START_METHODS", "fit_share"]
+__all__ = ["AUTO", "AUTO_FRACTIONS", "BenchConfig", "START_METHODS", "fit_share"]
 
 #: ``epochs=AUTO``: train until the selection accuracy stops improving (early stopping).
 AUTO = "auto"
+#: ``fractions=AUTO``: the learning curve's sizes, halving from the full data. Four sizes leave one
+#: degree of freedom to test the three-parameter law (:mod:`advisor.curves`); each size doubles
+#: the last, as the recommend probe's curve does, for 1.875x the training of the full data alone.
+AUTO_FRACTIONS = (0.125, 0.25, 0.5, 1.0)
 START_METHODS = (None, "fork", "spawn", "forkserver")
 
 
@@ -49,7 +53,9 @@ class BenchConfig:
         fractions: Train every strategy also on nested, class-stratified subsets of the fit split
             (``(0.25, 0.5, 1.0)``: the 25 % subset lies inside the 50 % one); the selection and
             reported splits stay the same. The runs at 1.0 give the verdict, all of them the
-            learning curves (``data_size``). 1.0 is always included.
+            learning curves (``data_size``). 1.0 is always included. ``"auto"``:
+            :data:`AUTO_FRACTIONS`. Fewer than 4 sizes leave the fitted law untested, and its
+            predictions are withheld.
         weights: Weights of the pretrained strategies: ``"imagenet"``, or ``None`` for random
             initialisation (tests and offline smoke runs; the verdict is then meaningless).
         lr_probe: Choose each network's learning rate as the frozen head's L2 is chosen: a
@@ -63,6 +69,8 @@ class BenchConfig:
         [0, 1]
         >>> BenchConfig().early_stopping
         True
+        >>> BenchConfig(fractions="auto").fractions
+        (0.125, 0.25, 0.5, 1.0)
     """
 
     strategies: tuple[str, ...] = ("freeze", "finetune", "scratch")
@@ -83,7 +91,7 @@ class BenchConfig:
     cache_dir: str | None = None
     image_cache_dir: str | None = None
     max_per_class: int | None = None
-    fractions: tuple[float, ...] = (1.0,)
+    fractions: tuple[float, ...] | str = (1.0,)
     weights: str | None = "imagenet"
     lr_probe: bool = True
     lpft: bool = True
@@ -92,6 +100,8 @@ class BenchConfig:
         # The registry's facts without importing torch (a test checks both agree).
         from advisor.bench.results import STRATEGY_INFO
 
+        if self.fractions == AUTO:
+            object.__setattr__(self, "fractions", AUTO_FRACTIONS)
         for name in ("strategies", "seeds", "fractions"):
             value = getattr(self, name)
             if isinstance(value, (str, int, float)):

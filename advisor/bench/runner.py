@@ -193,20 +193,32 @@ def plan_runs(dataset: Dataset, backbones: Sequence[str], config: BenchConfig, *
     return specs
 
 
-def data_size(runs: Sequence[RunResult], *, margin: float, seed: int = 0,
-              chance: float | None = None) -> dict[str, Any] | None:
+def data_size(runs: Sequence[RunResult], *, margin: float, seed: int = 0, chance: float | None = None,
+              tolerance: dict[str, float] | None = None) -> dict[str, Any] | None:
     """The ``data_size`` block: fitted learning curves and crossing points (:mod:`advisor.curves`).
 
     ``chance`` is the reported split's majority-class share: sizes at chance level are drawn but
-    not fitted. ``None`` when every run used the full data (no ``fractions``).
+    not fitted. ``tolerance`` maps each backbone to its verdict's tolerance, the gap a crossing
+    must clear, so that a crossing never contradicts the verdict. The runs' per-image records
+    give the bands a bootstrap over the reported images, paired across strategies (runs read
+    from older results files have none: their curves fall back to the parametric bootstrap).
+    ``None`` when every run used the full data (no ``fractions``).
     """
     if len({r.fraction for r in runs if r.ok}) < 2:
         return None
     points = [{"backbone": r.backbone, "strategy": r.strategy, "seed": r.seed, "accuracy": r.accuracy,
-               "images_per_class": r.details.get("images_per_class")} for r in runs if r.ok]
+               "images_per_class": r.details.get("images_per_class"), "correct": r.correctness()}
+              for r in runs if r.ok]
     n_report = [r.details.get("n_report") for r in runs if r.ok and r.details.get("n_report")]
-    return curves_from_runs([p for p in points if p["images_per_class"]], margin=margin,
+    return curves_from_runs([p for p in points if p["images_per_class"]], margin=margin, tolerance=tolerance,
                             n_val=int(np.median(n_report)) if n_report else None, seed=seed, chance=chance)
+
+
+def _crossing_tolerance(v: dict[str, Any]) -> float:
+    """The tolerance of the freeze / fine-tune pair in a backbone's verdict (else its own)."""
+    pair = {"freeze", "finetune"}
+    return next((p["tolerance"] for p in v.get("pairs") or () if {p["strategy"], p["against"]} == pair),
+                v["tolerance"])
 
 
 def _add_crossings(winner: dict[str, Any], crossings: Sequence[dict[str, Any]]) -> None:
@@ -302,11 +314,12 @@ def bench(
     runs = [r for r in selected if r.fraction == 1.0]  # the verdict rests on the full data
     report_labels = np.bincount([s.label for s in specs[0].report]) if specs and specs[0].report else None
     chance = float(report_labels.max() / report_labels.sum()) if report_labels is not None else None
-    sizes = data_size(selected, margin=config.margin, seed=config.seeds[0], chance=chance)
     header_sample = stratified_sample(dataset.samples, per_class=20, total=400, seed=0)
     summary_ds = summarize_dataset(dataset, header_sample, extra_skipped=execution.failures.values())
     first = make_splits(dataset, config, config.seeds[0])
     winner = verdict(runs, margin=config.margin)
+    sizes = data_size(selected, margin=config.margin, seed=config.seeds[0], chance=chance,
+                      tolerance={v["backbone"]: _crossing_tolerance(v) for v in winner["per_backbone"]})
     if sizes:
         _add_crossings(winner, sizes["crossings"])
     agrees, note = agreement(recommendation, winner, runs)
