@@ -290,7 +290,8 @@ def _print_recommendation(result: dict[str, Any], html: Path) -> None:
     if not axes:  # too few images: the reason is the answer
         click.echo(f"  {rec['reasons'][0]}\n\nreport: {html}")
         return
-    click.echo(f"  images per class {axes['size']['value']:.0f} (threshold {axes['size']['threshold']:.0f}) | "
+    click.echo(f"  images per class the bench fits on {axes['size']['value']:.0f} "
+               f"(threshold {axes['size']['threshold']:.0f}) | "
                f"similarity {axes['similarity']['value']:.2f} (threshold {axes['similarity']['threshold']:.2f}) | "
                f"frozen probe {t.get('linear_probe', float('nan')):.1%} vs pixels {t.get('pixel_linear_probe', float('nan')):.1%}")
     if rec.get("overrides"):
@@ -442,7 +443,7 @@ def _num(x: Any, spec: str, missing: str = "-") -> str:
 def _print_bench(result: dict[str, Any], html: Path) -> None:
     protocol = result.get("protocol") or {}
     click.echo(f"\nreported on: {protocol.get('reported_on')}; selected on: {protocol.get('selected_on') or 'nothing'}"
-               f"; budget: {protocol.get('budget')}")
+               f"; {protocol.get('n_seeds') or len(protocol.get('seeds') or ())} seed(s); budget: {protocol.get('budget')}")
     click.echo(f"\n{'backbone':20} {'strategy':16} {'accuracy':>9} {'±':>6} {'macro-F1':>8} {'epochs':>6} {'seconds':>8}")
     for row in result.get("summary", []):
         name = f"{row['backbone']:20} {row['strategy']:16}"
@@ -450,12 +451,17 @@ def _print_bench(result: dict[str, Any], html: Path) -> None:
             error = (row.get("errors") or ["unknown error"])[0]
             click.echo(f"{name} {'failed':>9}  {error[:100]}")
             continue
-        epochs = _num(row.get("mean_epochs"), ".0f") + ("+" if row.get("converged") is False else "")
+        epochs = (_num(row.get("mean_epochs"), ".0f") + ("+" if row.get("converged") is False else "")
+                  + ("°" if row.get("learned") is False else ""))
         click.echo(f"{name} {_num(row['mean_accuracy'], '9.1%')} {_num(row.get('std_accuracy') or 0.0, '6.1%')} "
                    f"{_num(row.get('mean_f1'), '8.3f')} {epochs:>6} {_num(row.get('mean_seconds'), '8.1f')}"
                    + (f"  ({row['n_failed']} failed: {(row.get('errors') or [''])[0][:80]})" if row.get("n_failed") else ""))
     if any(row.get("converged") is False for row in result.get("summary", [])):
         click.echo("(+: still improving when its budget ran out; its accuracy is a lower bound)")
+    if any(row.get("learned") is False for row in result.get("summary", [])):
+        click.echo("(°: never left chance on the selection split: it learned nothing to judge by)")
+    if protocol.get("selection_warning"):
+        click.echo(f"note: {protocol['selection_warning']}")
     winner = result.get("winner") or {}
     if winner.get("verdict"):
         click.secho(f"\n  measured winner: {winner.get('verdict')} ({winner.get('backbone')}/{winner.get('strategy')}, "

@@ -11,9 +11,11 @@ little data        ``freeze`` (train only the  ``not_worth_using``
                    classifier)
 =================  ==========================  ==========================
 
-The axes are measured, not guessed: the size axis is the median number of training images per
-class, corrected by the frozen probe's learning curve (a curve still rising steeply means more
-data would still pay: the data is "little" whatever its count); the similarity axis is the
+The axes are measured, not guessed: the size axis is the median number of images per class that
+the bench fits on (the folder's counts converted by the bench's split rule,
+:func:`advisor.bench.config.fit_share`), corrected by the frozen probe's learning curve (a curve
+still rising steeply means more data would still pay: the data is "little" whatever its count);
+the similarity axis is the
 profiler's similarity score. Measured evidence then overrides the grid where it contradicts it:
 
 - the frozen features are no better than raw pixels and there is enough data -> a network
@@ -473,7 +475,7 @@ def recommend(profile: Profile, *, thresholds: Thresholds = Thresholds()) -> Rec
     }
     _, case = CASES[(size["enough"], similar)]
     reasons = [
-        f"{_sentence(size['label'])}: median {size['value']:.0f} training images per class "
+        f"{_sentence(size['label'])}: median {size['value']:.0f} {size['unit']} "
         f"({'at or above' if size['value'] >= th.images_per_class else 'below'} the threshold of "
         f"{th.images_per_class:.0f})" + (
             f", and the frozen probe's fitted learning curve still gains {size['curve_slope']:+.1%} "

@@ -540,7 +540,7 @@ def _decision_grid_png(axes_info: Mapping[str, Any]) -> str | None:
             )
         ax.set_xlim(lo, hi)
         ax.set_ylim(y_lo, y_hi)
-        ax.set_xlabel("training images per class (median)  \u2192 enough data")
+        ax.set_xlabel("images per class the bench fits on (median)  \u2192 enough data")
         ax.set_ylabel("similarity to ImageNet  \u2192 similar")
         return _png_uri(fig)
 
@@ -1213,6 +1213,15 @@ def _rank_tables(rank: Any) -> list[dict[str, Any]]:
     return tables
 
 
+def _tolerance_text(tol: Any) -> str | None:
+    """"2.6 points (paired bootstrap ...)" for the protocol line."""
+    tol = _mapping(tol)
+    if not isinstance(tol.get("value"), (int, float)):
+        return None
+    method = tol.get("method") or "margin"
+    return f"{100 * tol['value']:.1f} points ({'the margin' if method == 'margin' else method})"
+
+
 def _bench_context(result: Mapping[str, Any]) -> dict[str, Any]:
     runs = _records(result.get("runs"))
     summary = _records(result.get("summary"))
@@ -1238,14 +1247,16 @@ def _bench_context(result: Mapping[str, Any]) -> dict[str, Any]:
             **{k: protocol.get(k) for k in ("selected_on", "reported_on", "n_fit", "n_select", "n_report", "budget",
                                             "image_size", "batch_size", "margin", "tune", "precision")},
             "fit_name": _mapping(protocol.get("split")).get("fit"),
-            "seeds": ", ".join(str(s) for s in _items(protocol.get("seeds"))) or None,
+            "seeds": len(_items(protocol.get("seeds"))) or None,
+            **{k: protocol.get(k) for k in ("lr_choice", "finetune_head", "freeze_head", "selection_warning")},
+            "tolerance": _tolerance_text(_mapping(protocol.get("tolerance")).get(winner.get("backbone"))),
         } if protocol else None,
         "accuracy_png": _accuracy_png(runs, summary),
         "curves_png": _validation_curves_png(runs),
         "cost_png": _cost_png(runs, summary),
         "summary": [
             {**{k: s.get(k) for k in ("backbone", "n_seeds", "mean_accuracy", "std_accuracy", "mean_f1",
-                                      "mean_seconds", "mean_epochs", "converged")},
+                                      "mean_seconds", "mean_epochs", "converged", "learned")},
              "strategy": _badge(s.get("strategy")),
              "failed": s.get("mean_accuracy") is None,
              "error": (_items(s.get("errors")) or ["no run finished"])[0],
@@ -1253,6 +1264,7 @@ def _bench_context(result: Mapping[str, Any]) -> dict[str, Any]:
             for s in summary
         ],
         "any_unconverged": any(s.get("converged") is False for s in summary),
+        "any_unlearned": any(s.get("learned") is False for s in summary),
         "runs": [
             {**{k: r.get(k) for k in ("backbone", "seed", "accuracy", "selection_accuracy", "macro_f1",
                                       "train_seconds", "images_per_second", "peak_memory_mb", "epochs_run",

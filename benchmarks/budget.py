@@ -1,37 +1,55 @@
-"""Does the training budget decide the verdict? ``--epochs 8`` against ``--epochs auto``.
+"""Is the bench a fair fight? The default protocol against annealed fixed budgets, LP-FT against
+plain fine-tuning, and what the learning-rate probe buys.
 
-For each dataset: the advice (``advisor recommend``'s profile and decision), then the bench with
-a fixed budget of 8 epochs and with early stopping (``auto``), both on the same backbone and
-seed. Prints, per dataset, each strategy's accuracy and epochs under both budgets, the two
-verdicts, whether each agrees with the advice, and the wall-time ratio auto / fixed.
+For each dataset, on one backbone and seed, the bench runs under:
 
-Finished runs are kept in ``benchmarks/results/budget/<dataset>-<budget>.runs.jsonl``: an
-interrupted run of this script resumes where it stopped. One row per (dataset, budget,
-strategy) goes to ``benchmarks/results/budget.csv``.
+- ``auto``: the default (warm-up, hold, cool down on the plateau; learning-rate probe; LP-FT),
+  with the advice of ``advisor recommend`` beside it;
+- ``8`` and ``20``: fixed budgets of 8 and 20 epochs, warm-up then cosine to 0 (the same probe
+  and LP-FT);
+- ``auto-plain``: fine-tuning from a random head instead of the linear probe's (LP-FT's control);
+- ``auto-noprobe``: the networks at their default learning rate, never swept (the probe's control).
+
+Every strategy is scored on the same reported images under every budget, so each comparison is
+paired: a difference within its tolerance (the larger of the 2-point margin and the standard
+error of the paired difference, :func:`advisor.bench.results.paired_noise`) is a tie.
+
+Finished runs are kept in ``benchmarks/results/budget/<dataset>-<budget>.runs.jsonl`` (an
+interrupted run resumes); rows go to ``benchmarks/results/budget.csv``; the tables, with this
+command, to ``docs/benchmarks.md``.
 
     python benchmarks/budget.py [--data ../shared/data/hymenoptera ../shared/data/calibration/*]
-        [--backbone efficientnet_lite0] [--threads 2] [--image-size N]
+        [--backbone efficientnet_lite0] [--threads 2] [--image-size 96] [--budgets auto,8,...]
+
+Two processes may share the work (``--data`` split between them, one thread each): each
+dataset's runs and files are its own. ``--tables-only`` rebuilds the tables from the results
+files without training anything new (every run is found by its key).
 """
 
 from __future__ import annotations
 
 import argparse
 import glob
+import json
 import os
 import shlex
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from advisor.bench import BenchConfig
+from advisor.bench import BenchConfig, bench
+from advisor.bench.results import paired_noise
 from advisor.pipeline import run_bench
 from advisor.profile import ProfileConfig
-from common import save_rows
+from common import save_rows, write_section
 
 _SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 _RESULTS = Path(__file__).parent / "results"
+_DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+NETWORKS = ("finetune", "scratch")
 
 
 def _default_data() -> list[str]:
@@ -39,52 +57,157 @@ def _default_data() -> list[str]:
     return [str(Path(p).parent) if p.endswith("train") else p for p in found if Path(p).is_dir()]
 
 
+def _budgets(base: BenchConfig) -> dict[str, BenchConfig]:
+    return {
+        "auto": base,
+        "8": replace(base, epochs=8),
+        "20": replace(base, epochs=20),
+        "auto-plain": replace(base, strategies=("finetune",), lpft=False),
+        "auto-noprobe": replace(base, strategies=NETWORKS, lr_probe=False),
+    }
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}"
+
+
+def _compare(a, b, margin: float) -> tuple[float, float, str]:
+    """Paired gap a - b, its tolerance, and "a" / "b" / "tie"."""
+    noise = paired_noise([a], [b])
+    tol = max(margin, noise["se"]) if noise else margin
+    gap = a.accuracy - b.accuracy
+    return gap, tol, ("tie" if abs(gap) <= tol + 1e-9 else "a" if gap > 0 else "b")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", nargs="*", default=_default_data())
     parser.add_argument("--backbone", default="efficientnet_lite0")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--image-size", type=int, default=None)
-    parser.add_argument("--fixed", type=int, default=8, help="epochs of the fixed budget")
+    parser.add_argument("--image-size", type=int, default=96)
+    parser.add_argument("--budgets", default="auto,8,20,auto-plain,auto-noprobe")
     parser.add_argument("--out", default=str(_RESULTS / "budget.csv"))
+    parser.add_argument("--docs", default=str(_DOCS))
+    parser.add_argument("--tables-only", action="store_true", help="write the tables only (runs are read back)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0])] + sys.argv[1:])
     (_RESULTS / "budget").mkdir(parents=True, exist_ok=True)
-    rows = []
+    base = BenchConfig(image_size=args.image_size)
+    wanted = args.budgets.split(",")
+    rows, summaries = [], []
     for data in args.data:
         name = Path(data).name
-        summary = {}
-        for budget in (args.fixed, "auto"):
-            config = BenchConfig(epochs=budget, image_size=args.image_size)
+        runs, wall, verdicts = {}, {}, {}
+        advice = None
+        for budget, config in _budgets(base).items():
+            if budget not in wanted:
+                continue
+            results_file = _RESULTS / "budget" / f"{name}-{budget}.runs.jsonl"
             start = time.perf_counter()
-            job = run_bench(data, [args.backbone], config=config, profile_config=ProfileConfig(), out=None,
-                            results_file=_RESULTS / "budget" / f"{name}-{budget}.runs.jsonl")
-            seconds = time.perf_counter() - start
-            result = job.result
-            rec = result["recommendation"]
-            train_seconds = sum(r.get("train_seconds") or 0.0 for r in result["runs"])
-            summary[budget] = (result, train_seconds)
-            for r in result["runs"]:
+            if budget == "auto":
+                job = run_bench(data, [args.backbone], config=config, profile_config=ProfileConfig(), out=None,
+                                results_file=results_file)
+                result = job.result
+                advice = result["recommendation"]["strategy"]
+                from advisor.bench import BenchResult
+
+                result = BenchResult.from_dict(result)
+            else:
+                result = bench(data, [args.backbone], config=config, results_file=results_file)
+            wall[budget] = time.perf_counter() - start
+            runs[budget] = {r.strategy: r for r in result.runs if r.ok}
+            verdicts[budget] = result.winner["verdict"]
+            for r in result.runs:
                 rows.append({
-                    "dataset": name, "budget": budget, "strategy": r["strategy"], "accuracy": r.get("accuracy"),
-                    "epochs_run": r.get("epochs_run"), "best_epoch": r.get("best_epoch"),
-                    "converged": r.get("converged"), "train_seconds": r.get("train_seconds"),
-                    "n_report": r.get("details", {}).get("n_report"), "verdict": result["winner"]["verdict"],
-                    "advice": rec["strategy"], "agreement": result["agreement"], "wall_seconds": round(seconds, 1),
-                    "backbone": args.backbone, "image_size": result["protocol"]["image_size"], "command": command,
+                    "dataset": name, "budget": budget, "strategy": r.strategy, "accuracy": r.accuracy,
+                    "epochs_run": r.epochs_run, "best_epoch": r.best_epoch, "converged": r.converged,
+                    "learned": r.learned, "lr_scale": r.recipe.get("lr_scale"),
+                    "probe_epochs": r.details.get("probe_epochs"), "train_seconds": r.train_seconds,
+                    "n_fit": r.details.get("n_fit"), "n_report": r.details.get("n_report"),
+                    "images_per_class": r.details.get("images_per_class"), "verdict": result.winner["verdict"],
+                    "advice": advice, "backbone": args.backbone, "image_size": args.image_size, "command": command,
                 })
-            print(f"{name} [{budget}] advice {rec['strategy']} ({rec['case']}); verdict {result['winner']['verdict']}; "
-                  f"agreement {result['agreement']}; runs' time {train_seconds:.0f} s", flush=True)
-            for r in result["runs"]:
-                print(f"    {r['strategy']:10} {100 * (r.get('accuracy') or float('nan')):5.1f}%  epochs "
-                      f"{r.get('epochs_run')} (kept {r.get('best_epoch')}, converged {r.get('converged')})", flush=True)
-            print(f"    rule: {result['winner']['rule']}", flush=True)
-        fixed_s, auto_s = summary[args.fixed][1], summary["auto"][1]
-        print(f"{name}: verdict {summary[args.fixed][0]['winner']['verdict']} -> {summary['auto'][0]['winner']['verdict']}; "
-              f"time auto / fixed = {auto_s / max(fixed_s, 1e-9):.2f}", flush=True)
-        save_rows(args.out, rows)
-        rows = []
+            print(f"{name} [{budget}] verdict {result.winner['verdict']} ({wall[budget]:.0f} s): "
+                  + ", ".join(f"{s} {_pct(r.accuracy)} ({r.epochs_run} ep)" for s, r in runs[budget].items()),
+                  flush=True)
+        summaries.append({"dataset": name, "advice": advice, "runs": runs, "verdicts": verdicts})
+        if not args.tables_only:
+            save_rows(args.out, [r for r in rows if r["dataset"] == name])
+    if set(wanted) >= set(_budgets(base)) and summaries:
+        write_section(args.docs, "budget", _tables(summaries, base.margin, command))
+        print(f"tables written to {args.docs}")
+
+
+def _seconds(runs: dict, names) -> float:
+    return sum(runs[s].train_seconds or 0.0 for s in names if s in runs)
+
+
+def _tables(summaries: list[dict], margin: float, command: str) -> str:
+    lines = [f"Measured with `{command}` on {time.strftime('%Y-%m-%d')} (efficientnet_lite0, one seed; "
+             "accuracy on the reported split; a gap within its tolerance, the larger of the 2-point margin and the "
+             "standard error of the paired difference, is a tie).", "",
+             "### The default (`auto`) against annealed fixed budgets", "",
+             "| data | fit/class | advice | freeze | fine-tune auto / 8 / 20 | scratch auto / 8 / 20 | epochs auto (ft/sc) "
+             "| verdict auto / 8 / 20 | auto vs best fixed | time auto/8 |",
+             "|---|---:|---|---:|---|---|---|---|---|---:|"]
+    worst = []
+    for s in summaries:
+        r = s["runs"]
+        auto = r["auto"]
+        checks = []
+        for net in NETWORKS:
+            fixed = [r[b][net] for b in ("8", "20") if net in r.get(b, {})]
+            if net not in auto or not fixed:
+                continue
+            better = max(fixed, key=lambda x: x.accuracy)
+            gap, tol, who = _compare(auto[net], better, margin)
+            checks.append(f"{net}: {100 * gap:+.1f} (tol {100 * tol:.1f})" + (" **below**" if who == "b" else ""))
+            worst.append((s["dataset"], net, gap, tol, who))
+        ratio = _seconds(auto, NETWORKS + ("freeze",)) / max(1e-9, _seconds(r["8"], NETWORKS + ("freeze",)))
+        ipc = auto["freeze"].details.get("images_per_class") if "freeze" in auto else None
+        lines.append(
+            f"| {s['dataset']} | {ipc:.0f} | {s['advice']} | {_pct(auto['freeze'].accuracy if 'freeze' in auto else None)} | "
+            + " / ".join(_pct(r[b]["finetune"].accuracy) if "finetune" in r[b] else "-" for b in ("auto", "8", "20")) + " | "
+            + " / ".join(_pct(r[b]["scratch"].accuracy) if "scratch" in r[b] else "-" for b in ("auto", "8", "20")) + " | "
+            + "/".join(str(auto[n].epochs_run) if n in auto else "-" for n in NETWORKS) + " | "
+            + " / ".join(str(s["verdicts"].get(b)) for b in ("auto", "8", "20")) + " | "
+            + "; ".join(checks) + f" | {ratio:.2f} |")
+    below = [w for w in worst if w[4] == "b"]
+    lines += ["", f"`auto` falls below the better fixed budget by more than the tolerance in {len(below)} of "
+              f"{len(worst)} (dataset, strategy) pairs" + (": " + ", ".join(f"{d} {n}" for d, n, *_ in below) if below else "")
+              + ".", "",
+              "### LP-FT (fine-tuning from the linear probe's head) against plain fine-tuning (`auto`)", "",
+              "| data | LP-FT | plain | gap (tol) | winner | LP-FT epochs | plain epochs |", "|---|---:|---:|---|---|---:|---:|"]
+    wins = {"a": 0, "b": 0, "tie": 0}
+    for s in summaries:
+        r = s["runs"]
+        if "finetune" not in r["auto"] or "finetune" not in r.get("auto-plain", {}):
+            continue
+        a, b = r["auto"]["finetune"], r["auto-plain"]["finetune"]
+        gap, tol, who = _compare(a, b, margin)
+        wins[who] += 1
+        lines.append(f"| {s['dataset']} | {_pct(a.accuracy)} | {_pct(b.accuracy)} | {100 * gap:+.1f} ({100 * tol:.1f}) | "
+                     f"{ {'a': 'LP-FT', 'b': 'plain', 'tie': 'tie'}[who] } | {a.epochs_run} | {b.epochs_run} |")
+    lines += ["", f"LP-FT wins {wins['a']}, plain fine-tuning wins {wins['b']}, ties {wins['tie']}.", "",
+              "### What the learning-rate probe buys (`auto` against `auto` at the default learning rate)", "",
+              "| data | strategy | probe | default lr | gap (tol) | chosen factor | time probe/default |",
+              "|---|---|---:|---:|---|---:|---:|"]
+    ratios = []
+    for s in summaries:
+        r = s["runs"]
+        for net in NETWORKS:
+            if net not in r["auto"] or net not in r.get("auto-noprobe", {}):
+                continue
+            a, b = r["auto"][net], r["auto-noprobe"][net]
+            gap, tol, _ = _compare(a, b, margin)
+            ratio = (a.train_seconds or 0) / max(1e-9, b.train_seconds or 0)
+            ratios.append(ratio)
+            lines.append(f"| {s['dataset']} | {net} | {_pct(a.accuracy)} | {_pct(b.accuracy)} | {100 * gap:+.1f} "
+                         f"({100 * tol:.1f}) | x{a.recipe.get('lr_scale'):g} | {ratio:.2f} |")
+    if ratios:
+        lines += ["", f"Median time ratio with the probe: {sorted(ratios)[len(ratios) // 2]:.2f}."]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

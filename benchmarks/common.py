@@ -48,3 +48,25 @@ def save_rows(path: str | os.PathLike, rows: Iterable[dict[str, Any]], *, fields
         with atomic_writer(out, "w", newline="", encoding="utf-8") as fh:
             write(fh, True)
     return out
+
+
+def write_section(path: str | os.PathLike, name: str, markdown: str) -> Path:
+    """Replace the text between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` in a Markdown file.
+
+    A measured table is written only by the script that measured it: the markers are added at
+    the end of the file the first time, and everything else in the file is left as it is. The
+    file is replaced atomically.
+    """
+    out = Path(path)
+    text = out.read_text(encoding="utf-8") if out.exists() else ""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    block = f"{start}\n<!-- written by a script in benchmarks/: do not edit by hand -->\n{markdown.rstrip()}\n{end}"
+    if start in text and end in text:
+        before, rest = text.split(start, 1)
+        text = before + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip() + ("\n\n" if text.strip() else "") + block + "\n"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_writer(out, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    return out

@@ -34,7 +34,7 @@ from advisor.bench.results import (
     summarize_runs,
     verdict,
 )
-from advisor.bench.strategies import MAX_EPOCHS, TUNE_FACTORS, get_strategy
+from advisor.bench.strategies import COOLDOWN, CV_FOLDS, FALLBACK_EPOCHS, MAX_EPOCHS, PROBE_EPOCHS, TUNE_FACTORS, get_strategy
 from advisor.bench.training import RunSpec, train_run
 from advisor.curves import crossing_sentence, curves_from_runs
 from advisor.data import Dataset, Sample, scan, stratified_sample, stratified_split
@@ -42,6 +42,9 @@ from advisor.imagecache import summarize_use
 from advisor.profile import summarize_dataset
 from advisor.utils import versions
 
+#: Below this many selection images, the report warns that epochs and learning rates were chosen
+#: on noise (one image is 1 point or more; on 34 images a choice cost 8 points, issue 18).
+MIN_SELECTION = 100
 #: The libraries whose versions the run key holds: a new release may train to other numbers.
 KEY_VERSIONS = ("advisor", "torch", "torchvision", "timm")
 
@@ -323,12 +326,16 @@ def bench(
     if sizes:
         _add_crossings(winner, sizes["crossings"])
     agrees, note = agreement(recommendation, winner, runs)
-    budget = ("auto: until the selection accuracy stops improving (patience "
-              f"{config.patience} epochs, at least {100 * config.min_delta:g} points), at most "
+    budget = ("auto: warm-up, then the peak learning rate is held while the selection accuracy improves "
+              f"(patience {config.patience} epochs, at least {100 * config.min_delta:g} points, at most "
               + (f"{config.max_epochs}" if config.max_epochs else
                  ", ".join(f"{MAX_EPOCHS[s]} ({s})" for s in config.strategies if s in MAX_EPOCHS))
-              + " epochs; the best epoch is evaluated"
-              if config.early_stopping else f"fixed: {config.epochs} epochs, the last one is evaluated")
+              + f" epochs); then the best weights are restored and cooled down linearly to 0 over max(2, "
+              f"{100 * COOLDOWN:.0f} % of the epochs run); the best epoch of the whole run is evaluated"
+              if config.early_stopping and first.select else
+              f"fixed: {FALLBACK_EPOCHS if config.early_stopping else config.epochs} epochs, warm-up then cosine to 0, "
+              "the last one is evaluated" + (" (auto without a selection split: nothing to stop on)"
+                                              if config.early_stopping else ""))
     protocol = {
         "split": first.names, "selected_on": first.names.get("select"), "reported_on": first.names["report"],
         "n_fit": len(first.fit), "n_select": len(first.select), "n_report": len(first.report),
@@ -338,7 +345,18 @@ def bench(
         "lr_factors": list(factors),
         "weights": config.weights or "random (pretrained strategies too: a smoke run, not a verdict)",
         "strategies": list(config.strategies), "max_per_class": config.max_per_class,
-        "fractions": list(config.fractions),
+        "fractions": list(config.fractions), "n_seeds": len(config.seeds),
+        "lr_choice": (f"probe: {', '.join(f'x{f:g}' for f in TUNE_FACTORS)} the default for {PROBE_EPOCHS} epochs each "
+                      "on the selection split, the best goes on" if config.lr_probe and first.select else
+                      "default learning rates, not swept"),
+        "finetune_head": "the linear probe's head (LP-FT)" if config.lpft else "a new, random head",
+        "freeze_head": f"L2 by {CV_FOLDS}-fold cross-validation over the fit split",
+        "selection_warning": (
+            f"the selection split that chose epochs and learning rates holds {len(first.select)} images (one image "
+            f"is {100 / len(first.select):.1f} points): on fewer than about {MIN_SELECTION} images that choice is "
+            "noisy" if first.select and len(first.select) < MIN_SELECTION else None),
+        "tolerance": {v["backbone"]: {"value": v["tolerance"], "method": v.get("tolerance_method")}
+                      for v in winner.get("per_backbone") or ()},
         "device": str(device), "precision": precision.name,
         "accuracy": ("top-1 on the reported split, of the weights the selection split chose"
                      if first.select else "top-1 on the reported split after the last epoch"),

@@ -323,7 +323,10 @@ def _budget(config: BenchConfig, name: str, *, pretrained: bool = True) -> dict[
     sweep = config.lr_probe and config.needs_selection
     if config.early_stopping:
         warm = WARMUP_EPOCHS["pretrained" if pretrained else "scratch"]
-        return {"epochs": config.max_epochs or MAX_EPOCHS[name], "budget": AUTO, "patience": config.patience,
+        # A network from scratch sits at chance for a while, then jumps: it starts counting later
+        # and waits twice as long.
+        patience = config.patience if pretrained else 2 * config.patience
+        return {"epochs": config.max_epochs or MAX_EPOCHS[name], "budget": AUTO, "patience": patience,
                 "min_delta": config.min_delta, "warmup": 0.0, "warmup_epochs": warm,
                 "patience_from": warm if pretrained else 2 * warm, "cooldown": COOLDOWN,
                 "schedule": (f"linear warm-up ({warm} epoch{'s' if warm > 1 else ''}), then held at the peak until "
