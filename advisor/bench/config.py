@@ -62,7 +62,9 @@ class BenchConfig:
             3-point sweep (``TUNE_FACTORS`` times the default) over the first epochs, judged on
             the selection split; the best goes on from where its probe stopped.
         lpft: Fine-tuning starts from the frozen strategy's fitted linear head (LP-FT, Kumar
-            et al. 2022) instead of a random one.
+            et al. 2022), with the BatchNorm statistics it was fitted on, instead of a random
+            head. Off by default: plain fine-tuning won where it was measured
+            (``benchmarks/budget.py``, docs/benchmarks.md).
 
     Example:
         >>> BenchConfig(epochs=2, seeds=(0, 1)).to_dict()["seeds"]
@@ -94,7 +96,7 @@ class BenchConfig:
     fractions: tuple[float, ...] | str = (1.0,)
     weights: str | None = "imagenet"
     lr_probe: bool = True
-    lpft: bool = True
+    lpft: bool = False
 
     def __post_init__(self) -> None:
         # The registry's facts without importing torch (a test checks both agree).

@@ -692,8 +692,15 @@ def pool_features(backbone: Backbone, pool: Sequence[Sample], batch_size: int, e
 
 
 def _standardised(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Zero mean, unit variance per dimension; a dimension (nearly) constant on these images keeps
+    scale 1. Dividing by its tiny spread would give it a huge weight once folded into the head: no
+    harm on the same frozen embeddings, but a network that starts from that head (LP-FT) sees the
+    dimension move in training and its logits explode (measured: training loss 425 at the first
+    epoch on digits, and a run stuck at chance)."""
     mean = x.mean(0)
-    std = x.std(0, unbiased=False).clamp_min(1e-6)
+    std = x.std(0, unbiased=False)
+    typical = std[std > 0].median() if bool((std > 0).any()) else torch.tensor(1.0)
+    std = torch.where(std > 1e-3 * typical, std, torch.ones_like(std))
     return (x - mean) / std, mean, std
 
 
