@@ -16,16 +16,9 @@ from typing import Any, Callable, Iterator
 
 import click
 
-from advisor import __version__
+from advisor import __version__, catalogue
 
 __all__ = ["main"]
-
-_STRATEGY_TEXT = {
-    "freeze": "FREEZE the backbone and train a classifier on its features",
-    "finetune": "FINE-TUNE the pretrained backbone",
-    "not_worth_using": "The pretrained model is NOT WORTH USING: train from scratch or get more data",
-    "insufficient_data": "CANNOT MEASURE: too few images (see the reason below)",
-}
 
 
 def _friendly_errors(fn: Callable) -> Callable:
@@ -283,7 +276,7 @@ def _print_recommendation(result: dict[str, Any], html: Path) -> None:
     ds = result["dataset"]
     click.echo(f"\n{ds['path']}: {ds['n_images']} images, {ds['n_classes']} classes"
                + (f", {ds.get('skipped_total') or len(ds['skipped'])} files skipped" if ds["skipped"] else ""))
-    click.secho(f"\n  {_STRATEGY_TEXT[rec['strategy']]}", bold=True)
+    click.secho(f"\n  {catalogue.ADVICE[rec['strategy']].headline}", bold=True)
     click.echo(f"  case: {rec['case']}; backbone: {rec['backbone']}; confidence {rec['confidence']:.2f}")
     best = next(b for b in result["backbones"] if b["name"] == rec["backbone"])
     t = best["transferability"]
@@ -361,7 +354,8 @@ def _fractions(_ctx: click.Context, _param: click.Parameter, value: str | None) 
 def _bench_options(fn: Callable) -> Callable:
     options = [
         click.option("--strategies", default="freeze,finetune,scratch", show_default=True,
-                     help="Comma-separated: freeze, finetune, scratch, partial, freeze_unfreeze."),
+                     help="Comma-separated, from: " + "; ".join(
+                         f"{s.name} ({s.help})" for s in catalogue.STRATEGIES.values()) + "."),
         click.option("--epochs", default="auto", show_default=True, callback=_epochs,
                      help="'auto': train until the selection accuracy stops improving (early stopping); "
                           "N: a fixed budget of N epochs, the last one evaluated."),

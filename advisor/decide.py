@@ -45,12 +45,13 @@ import numpy as np
 
 from advisor.bench.config import fit_share
 from advisor.bench.strategies import suggested_settings
+from advisor.catalogue import ADVICE
 from advisor.curves import MAX_FACTOR, CurveFit, PowerLaw
 from advisor.profile import BackboneProfile, DatasetSummary, Profile
 
 __all__ = ["CASES", "STRATEGIES", "Recommendation", "Thresholds", "insufficient_data", "load_thresholds", "recommend"]
 
-STRATEGIES = ("freeze", "finetune", "not_worth_using", "insufficient_data")
+STRATEGIES = tuple(ADVICE)  # the advice's vocabulary
 
 #: The least data that can be measured at all: per class, images to train on and to check on
 #: (a flat folder is split, so it needs both), and images in all. Below these no strategy can be
@@ -535,9 +536,6 @@ def recommend(profile: Profile, *, thresholds: Thresholds = Thresholds()) -> Rec
     )
 
 
-_WORDS = {"freeze": "freezing", "finetune": "fine-tuning", "not_worth_using": "not worth using"}
-
-
 def _data_size_sentence(block: dict[str, Any], strategy: str) -> str:
     """Whether more data would change the advice, and at about how many images per class."""
     pred = [p for p in block["predicted"] if p.get("accuracy") is not None]
@@ -545,9 +543,9 @@ def _data_size_sentence(block: dict[str, Any], strategy: str) -> str:
         f"{p['accuracy']:.1%} with {p['images_per_class']:.0f} images per class" for p in pred) + ".") if pred else ""
     flip = block.get("flips_at")
     if flip is None:
-        return ("More data: the advice stays " + _WORDS[strategy] + " up to 4x the profiled sample"
+        return ("More data: the advice stays " + ADVICE[strategy].phrase + " up to 4x the profiled sample"
                 + " (the fitted frozen-probe learning curve)." + ahead)
     band = ("" if flip["low"] is None else
             f" ({flip['low']}-{flip['high']})" if flip["high"] is not None else f" ({flip['low']} to beyond 4x)")
     return (f"More data: with about {flip['images_per_class']} images per class{band} the advice would become "
-            f"{_WORDS[flip['to']]} (the fitted frozen-probe learning curve)." + ahead)
+            f"{ADVICE[flip['to']].phrase} (the fitted frozen-probe learning curve)." + ahead)

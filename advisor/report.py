@@ -31,7 +31,7 @@ from typing import Any
 
 import jinja2
 
-from advisor import __version__
+from advisor import __version__, catalogue
 from advisor.utils import OutputError, atomic_writer, check_writable, json_clean, shown
 
 __all__ = [
@@ -50,23 +50,11 @@ MAX_BARS = 40
 MAX_SKIPPED = 50
 _DPI = 144  # figures are shown at about half their pixel width: sharp on high-DPI screens
 
-STRATEGY_LABELS = {
-    "freeze": "Freeze",
-    "finetune": "Fine-tune",
-    "partial": "Partial fine-tune",
-    "scratch": "From scratch",
-    "not_worth_using": "Not worth using",
-    "insufficient_data": "Too few images",
-}
-STRATEGY_COLOURS = {
-    "freeze": "#2563eb",
-    "finetune": "#d97706",
-    "partial": "#7c3aed",
-    "scratch": "#6b7280",
-    "not_worth_using": "#dc2626",
-    "insufficient_data": "#6b7280",
-}
-_STRATEGY_ORDER = ("freeze", "partial", "finetune", "scratch")
+#: Strategies and advice words with a colour of their own (:mod:`advisor.catalogue`).
+STRATEGY_COLOURS = catalogue.colours()
+#: Strategies in tables and figures: those with a colour of their own, cheapest first; the others
+#: after them, by name.
+_STRATEGY_ORDER = tuple(name for name, info in catalogue.STRATEGIES.items() if info.colour)
 _FALLBACK_COLOURS = ("#0891b2", "#db2777", "#65a30d", "#9333ea", "#ea580c")
 SIGNAL_LABELS = {
     "bn_divergence": "BN divergence",
@@ -300,7 +288,7 @@ def _environment() -> jinja2.Environment:
     env.filters.update(
         pct=fmt_pct, num=fmt_num, int=fmt_int, seconds=fmt_seconds, points=fmt_points, text=fmt_text
     )
-    env.globals.update(MISSING=MISSING, advisor_version=__version__)
+    env.globals.update(MISSING=MISSING, advisor_version=__version__, strategy_colours=STRATEGY_COLOURS)
     return env
 
 
@@ -371,7 +359,7 @@ def fmt_text(x: Any) -> str:
 def _strategy_label(strategy: Any) -> str:
     if not strategy:
         return ""
-    return STRATEGY_LABELS.get(str(strategy), str(strategy).replace("_", " "))
+    return catalogue.label(str(strategy))
 
 
 def _badge(strategy: Any) -> dict[str, str] | None:

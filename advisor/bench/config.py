@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, fields
 from collections.abc import Iterable
 from typing import Any
 
+from advisor.catalogue import STRATEGIES, get_strategy_info
+
 __all__ = ["AUTO", "AUTO_FRACTIONS", "BenchConfig", "START_METHODS", "fit_share"]
 
 #: ``epochs=AUTO``: train until the selection accuracy stops improving (early stopping).
@@ -22,7 +24,7 @@ class BenchConfig:
     """Options of a benchmark.
 
     Attributes:
-        strategies: Names from :data:`advisor.bench.STRATEGIES`, in the order they run.
+        strategies: Names from :data:`advisor.catalogue.STRATEGIES`, in the order they run.
         epochs: ``"auto"`` (default): each network strategy trains until its accuracy on the
             selection split stops improving (``patience`` epochs without a gain of
             ``min_delta``), at most ``max_epochs`` (per strategy by default: 30, scratch 60),
@@ -97,9 +99,6 @@ class BenchConfig:
     lpft: bool = True
 
     def __post_init__(self) -> None:
-        # The registry's facts without importing torch (a test checks both agree).
-        from advisor.bench.results import STRATEGY_INFO
-
         if self.fractions == AUTO:
             object.__setattr__(self, "fractions", AUTO_FRACTIONS)
         for name in ("strategies", "seeds", "fractions"):
@@ -112,10 +111,9 @@ class BenchConfig:
                 raise ValueError(f"fractions must lie in (0, 1], got {f!r}")
         object.__setattr__(self, "fractions", tuple(sorted({float(f) for f in self.fractions} | {1.0})))
         if not self.strategies:
-            raise ValueError("strategies is empty: name at least one of " + ", ".join(STRATEGY_INFO))
+            raise ValueError("strategies is empty: name at least one of " + ", ".join(STRATEGIES))
         for name in self.strategies:
-            if name not in STRATEGY_INFO:
-                raise ValueError(f"unknown strategy {name!r}; valid strategies: {', '.join(STRATEGY_INFO)}")
+            get_strategy_info(name)  # an unknown name raises, listing the valid ones
         if len(set(self.strategies)) != len(self.strategies):
             raise ValueError(f"strategies lists a name twice: {', '.join(self.strategies)}")
         if not self.seeds:
