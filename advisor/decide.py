@@ -13,7 +13,7 @@ little data        ``freeze`` (train only the  ``not_worth_using``
 
 The axes are measured, not guessed: the size axis is the median number of images per class that
 the bench fits on (the folder's counts converted by the bench's split rule,
-:func:`advisor.bench.config.fit_share`), corrected by the frozen probe's learning curve (a curve
+:func:`advisor.protocol.fit_share`), corrected by the frozen probe's learning curve (a curve
 still rising steeply means more data would still pay: the data is "little" whatever its count);
 the similarity axis is the
 profiler's similarity score. Measured evidence then overrides the grid where it contradicts it:
@@ -43,11 +43,10 @@ from typing import Any
 
 import numpy as np
 
-from advisor.bench.config import fit_share
-from advisor.bench.strategies import suggested_settings
 from advisor.catalogue import ADVICE
 from advisor.curves import MAX_FACTOR, CurveFit, PowerLaw
-from advisor.profile import BackboneProfile, DatasetSummary, Profile
+from advisor.protocol import fit_share
+from advisor.types import BackboneProfile, DatasetSummary, Profile
 
 __all__ = ["CASES", "STRATEGIES", "Recommendation", "Thresholds", "insufficient_data", "load_thresholds", "recommend"]
 
@@ -165,7 +164,9 @@ class Recommendation:
         reasons: Sentences with their numbers.
         axes: The two axes' values, thresholds and verdicts.
         ranking: Pretrained backbones, best first, with their scores.
-        settings: Suggested training settings for the strategy.
+        settings: Suggested training settings for the strategy: empty from :func:`recommend`
+            (which never touches the training code); :func:`advisor.pipeline.advise` attaches
+            the recipe the bench would train it with.
         overrides: Evidence rules that changed the grid's answer.
         thresholds: The thresholds used.
         data_size: The frozen probe's learning curve, its fitted law, predictions at 2x and 4x
@@ -529,7 +530,7 @@ def recommend(profile: Profile, *, thresholds: Thresholds = Thresholds()) -> Rec
         reasons=tuple(reasons),
         axes={"size": size, "similarity": similarity},
         ranking=ranking,
-        settings=suggested_settings(strategy, best.name, best.image_size),
+        settings={},  # the bench's recipe for it: attached by advisor.pipeline.advise
         overrides=tuple(overrides),
         thresholds=th.to_dict(),
         data_size=data_size,

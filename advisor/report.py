@@ -956,6 +956,8 @@ def _thumbnails(dataset: Mapping[str, Any]) -> list[dict[str, Any]]:
     The JSON holds paths as :func:`~advisor.data.display_name` text; the file is opened under its
     raw name (:func:`~advisor.data.parse_display_name`), or as written when only that exists.
     """
+    if not _mapping(dataset.get("thumbnails")):
+        return []  # nothing to decode: the decoder (advisor.data, which loads torch) is not needed
     from PIL import ImageOps
 
     from advisor.data import ImageLoadError, display_name, load_image, parse_display_name
@@ -1038,7 +1040,7 @@ def _skipped_view(dataset: Mapping[str, Any]) -> dict[str, Any]:
     ``skipped_total`` and ``skipped_by_reason`` cover all of them. An older JSON without
     them lists every entry, so the counts are taken from the list.
     """
-    from advisor.data import Skipped, summarize_skipped
+    from advisor.types import Skipped, summarize_skipped
 
     def text(x: Any) -> str:
         return "" if x is None else str(x)

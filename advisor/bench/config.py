@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from collections.abc import Iterable
 from typing import Any
 
 from advisor.catalogue import STRATEGIES, get_strategy_info
+from advisor.protocol import SELECTION_FRACTION, VAL_FRACTION
 
-__all__ = ["AUTO", "AUTO_FRACTIONS", "BenchConfig", "START_METHODS", "fit_share"]
+__all__ = ["AUTO", "AUTO_FRACTIONS", "BenchConfig", "START_METHODS"]
 
 #: ``epochs=AUTO``: train until the selection accuracy stops improving (early stopping).
 AUTO = "auto"
@@ -83,8 +83,8 @@ class BenchConfig:
     device: str = "auto"
     tune: bool = False
     margin: float = 0.02
-    val_fraction: float = 0.2
-    selection_fraction: float = 0.2
+    val_fraction: float = VAL_FRACTION
+    selection_fraction: float = SELECTION_FRACTION
     patience: int = 3
     min_delta: float = 0.005
     max_epochs: int | None = None
@@ -157,30 +157,3 @@ class BenchConfig:
     def from_dict(cls, d: dict[str, Any]) -> "BenchConfig":
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
-
-
-def fit_share(splits: Iterable[str], config: BenchConfig | None = None) -> tuple[float, str]:
-    """The share of a class's images that the bench fits on, by its split rule, and what it is a
-    share of: the unit of "images per class" everywhere (thresholds, advice, curves, reports).
-
-    Args:
-        splits: The data folder's split names (``Dataset.splits``; empty for one folder per class).
-        config: The bench's options (default: :class:`BenchConfig`'s).
-
-    Returns:
-        ``(share, of)``: ``of`` is ``"train/"`` or ``"the folder"``.
-
-    Example:
-        >>> fit_share([])
-        (0.64, 'the folder')
-        >>> fit_share(["train", "val"]), fit_share(["train", "val", "test"])
-        ((0.8, 'train/'), (1.0, 'train/'))
-    """
-    config = config or BenchConfig()
-    splits = set(splits)
-    carve = (1.0 - config.selection_fraction) if config.needs_selection else 1.0
-    if "train" in splits and "val" in splits and "test" in splits:
-        return 1.0, "train/"
-    if "train" in splits and splits & {"val", "test"}:
-        return round(carve, 6), "train/"
-    return round((1.0 - config.val_fraction) * carve, 6), "the folder"
