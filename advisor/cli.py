@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import logging
 import math
 import os
 import sys
@@ -19,6 +20,28 @@ import click
 from advisor import __version__, catalogue
 
 __all__ = ["main"]
+
+
+class _TerminalHandler(logging.Handler):
+    """advisor's log records as one ``advisor: message`` line each on stderr (a cache rebuilt, a
+    bad results line skipped): the stderr of the moment, which a test runner may have swapped."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(f"advisor: {self.format(record)}", file=sys.stderr, flush=True)
+        except Exception:  # noqa: BLE001 - logging's own policy: report, never raise
+            self.handleError(record)
+
+
+_TERMINAL = _TerminalHandler()
+
+
+def _log_to_terminal() -> None:
+    """The library logs (``logging.getLogger("advisor...")``); the CLI shows its notices, once."""
+    log = logging.getLogger("advisor")
+    if _TERMINAL not in log.handlers:
+        log.addHandler(_TERMINAL)
+    log.setLevel(logging.INFO)
 
 
 def _friendly_errors(fn: Callable) -> Callable:
@@ -95,6 +118,7 @@ def main() -> None:
     advisor bench ./data          train each strategy, compare, check the advice
     advisor demo                  both, on an embedded demo dataset (offline)
     """
+    _log_to_terminal()
 
 
 # --------------------------------------------------------------------------- backbones

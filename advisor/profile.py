@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import time
@@ -66,7 +67,9 @@ from advisor.runtime import (
     resolve_device,
 )
 from advisor.types import BackboneProfile, DatasetSummary, Profile, ProfileConfig
-from advisor.utils import atomic_writer, cache_root, notice, progress_bar, shown
+from advisor.utils import atomic_writer, cache_root, progress_bar, shown
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "BackboneProfile",
@@ -415,7 +418,7 @@ def extract_features(
             try:
                 return Features.load(cache_file, key=key)
             except ValueError as err:  # never a wrong number: recompute and overwrite it
-                notice(f"feature cache {shown(cache_file)} is unusable ({err}); computing the features again")
+                log.warning(f"feature cache {shown(cache_file)} is unusable ({err}); computing the features again")
 
     # channels_last speeds convolutions up on CPU too (1.7x for efficientnet_lite0 at 224 px).
     backbone.model.to(dev).eval().to(memory_format=torch.channels_last)  # in place
@@ -489,8 +492,8 @@ def extract_features(
         try:
             feats.save(cache_file, key=key)
         except OSError as err:  # a read-only or full cache costs speed, not correctness
-            notice(f"cannot write the feature cache {shown(cache_file)} ({err.strerror or err}); going on "
-                   f"without it (set ADVISOR_CACHE to a writable folder, or pass --no-cache)")
+            log.warning(f"cannot write the feature cache {shown(cache_file)} ({err.strerror or err}); going on "
+                        f"without it (set ADVISOR_CACHE to a writable folder, or pass --no-cache)")
     return feats
 
 

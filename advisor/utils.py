@@ -26,7 +26,6 @@ __all__ = [
     "check_writable",
     "default_permissions",
     "json_clean",
-    "notice",
     "progress_bar",
     "shown",
     "versions",
@@ -46,11 +45,6 @@ def shown(path: str | os.PathLike) -> str:
     text = os.fspath(path)
     text = text.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(text, str) else repr(text)
     return "'" + text.replace("\n", "\\n").replace("\r", "\\r") + "'"
-
-
-def notice(message: str) -> None:
-    """One line on stderr, prefixed ``advisor:`` (a cache rebuilt, a bad line skipped, ...)."""
-    print(f"advisor: {message}", file=sys.stderr, flush=True)
 
 
 def check_writable(folder: str | os.PathLike, what: str) -> Path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import math
 import os
 from collections.abc import Sequence
@@ -20,7 +21,9 @@ import numpy as np
 
 from advisor import metrics
 from advisor.catalogue import STRATEGIES, StrategyInfo, carried_by
-from advisor.utils import OutputError, json_clean, notice, shown
+from advisor.utils import OutputError, json_clean, shown
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "KEY_VERSION",
@@ -290,9 +293,9 @@ def read_results(path: str | os.PathLike, *, report: bool = False) -> list[RunRe
         except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
             if report:
                 cut = number == len(lines) and not raw.endswith(b"\n")
-                notice(f"results file {shown(path)}, line {number}: "
-                       + ("cut short (an interrupted write)" if cut else "not a run record")
-                       + "; skipped, that run will be trained again")
+                log.warning(f"results file {shown(path)}, line {number}: "
+                            + ("cut short (an interrupted write)" if cut else "not a run record")
+                            + "; skipped, that run will be trained again")
     return runs
 
 
