@@ -502,28 +502,21 @@ def cache_group() -> None:
     """Show or free what advisor keeps on disk (features, decoded images, references, backbone facts)."""
 
 
-def _human(nbytes: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if nbytes < 1024 or unit == "GiB":
-            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
-        nbytes /= 1024
-    return f"{nbytes:.1f} TiB"
-
-
 @cache_group.command("info")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON list.")
 @_friendly_errors
 def cache_info_cmd(as_json: bool) -> None:
     """Each cache: its folder, files and size."""
     from advisor.caches import cache_usage
+    from advisor.utils import human_bytes
 
     usage = cache_usage()
     if as_json:
         _echo_json([u.to_dict() for u in usage])
         return
     for u in usage:
-        click.echo(f"{u.kind:11} {u.files:6d} files {_human(u.bytes):>10}  {u.path}  ({u.description})")
-    click.echo(f"total: {_human(sum(u.bytes for u in usage))}; `advisor cache clear` frees it (rebuilt when needed)")
+        click.echo(f"{u.kind:11} {u.files:6d} files {human_bytes(u.bytes):>10}  {u.path}  ({u.description})")
+    click.echo(f"total: {human_bytes(sum(u.bytes for u in usage))}; `advisor cache clear` frees it (rebuilt when needed)")
 
 
 @cache_group.command("clear")
@@ -532,9 +525,10 @@ def cache_info_cmd(as_json: bool) -> None:
 def cache_clear_cmd(kinds: tuple[str, ...]) -> None:
     """Delete the caches named by KINDS (features, images, references, backbones; default: all)."""
     from advisor.caches import clear_caches
+    from advisor.utils import human_bytes
 
     freed = clear_caches(list(kinds) or None)
-    click.echo(f"freed {_human(sum(u.bytes for u in freed))} in {sum(u.files for u in freed)} files "
+    click.echo(f"freed {human_bytes(sum(u.bytes for u in freed))} in {sum(u.files for u in freed)} files "
                f"({', '.join(u.kind for u in freed)})")
 
 

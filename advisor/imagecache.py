@@ -79,7 +79,7 @@ from torchvision import transforms as T
 
 from advisor import __version__
 from advisor.data import ImageFolder, Sample, Skipped, collate_skipping
-from advisor.utils import CACHE_ENV, cache_root, default_permissions, progress_bar, shown
+from advisor.utils import CACHE_ENV, cache_root, default_permissions, human_bytes, progress_bar, shown
 
 log = logging.getLogger(__name__)
 
@@ -108,14 +108,6 @@ def _folder(cache_dir: str | os.PathLike | None) -> Path | None:
     if cache_dir is None:
         return cache_root() / "images"
     return Path(cache_dir) if os.fspath(cache_dir) else None
-
-
-def _human(nbytes: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if nbytes < 1000:
-            return f"{nbytes:.0f} {unit}"
-        nbytes /= 1000
-    return f"{nbytes:.1f} TB"
 
 
 def _source_stat(path: str) -> tuple[int, int]:
@@ -517,8 +509,8 @@ def _build(file: Path, key: _Key, old: ImageCache | None, todo: Sequence[Sample]
     except OSError:
         free = None
     if free is not None and free < need:
-        log.warning(f"no space for the image cache in {shown(folder)} (at least {_human(need)} needed, "
-                     f"{_human(free)} free): free some space or set {CACHE_ENV} to a folder on a larger disk; "
+        log.warning(f"no space for the image cache in {shown(folder)} (at least {human_bytes(need)} needed, "
+                     f"{human_bytes(free)} free): free some space or set {CACHE_ENV} to a folder on a larger disk; "
                      "reading images from their files instead")
         return None
 

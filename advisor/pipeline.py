@@ -19,7 +19,7 @@ from advisor.data import Dataset, scan
 from advisor.bench.strategies import suggested_settings
 from advisor.decide import Recommendation, Thresholds, recommend
 from advisor.profile import Profile, ProfileConfig
-from advisor.utils import check_writable, versions
+from advisor.utils import check_writable, safe_name, versions
 
 if TYPE_CHECKING:
     from advisor.bench.executors import Executor
@@ -201,8 +201,7 @@ def run_bench(
         if rec.strategy == "not_worth_using" and "scratch" not in config.strategies:
             config = replace(config, strategies=(*config.strategies, "scratch"))
         if results_file is None and out is not None:
-            stem = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(dataset.root).name) or "data"
-            results_file = Path(out) / f"bench-{stem}.runs.jsonl"
+            results_file = Path(out) / f"bench-{safe_name(Path(dataset.root).name, default='data')}.runs.jsonl"
             Path(out).mkdir(parents=True, exist_ok=True)
         result = bench(
             dataset, names, config=config, results_file=results_file,

@@ -67,7 +67,7 @@ from advisor.runtime import (
     resolve_device,
 )
 from advisor.types import BackboneProfile, DatasetSummary, Profile, ProfileConfig
-from advisor.utils import atomic_writer, cache_root, progress_bar, shown
+from advisor.utils import atomic_writer, cache_root, progress_bar, safe_name, shown
 
 log = logging.getLogger(__name__)
 
@@ -598,7 +598,7 @@ def build_reference(
     if len(feats.labels) < 2:
         raise ImageLoadError(os.fspath(folder), "fewer than 2 images could be decoded for the reference")
     mean, cov = _embedding_stats(feats.embeddings)
-    name = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(folder).resolve().name)
+    name = safe_name(Path(folder).resolve().name, default="data")
     dest = Path(out) if out else _reference_dir() / f"{name}-{backbone}.npz"
     meta = {"backbone": backbone, "weights": bb.weights, "folder": str(Path(folder).resolve()),
             "n": int(len(feats.labels)), "image_size": bb.image_size}

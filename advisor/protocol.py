@@ -1,4 +1,5 @@
-"""The bench's split rule, torch-free: what share of a class's images the bench fits on.
+"""The bench's split rule and its slack, torch-free: what share of a class's images the bench fits
+on, and how close two accuracies may be and still count as equal.
 
 The decision (:mod:`advisor.decide`) counts data in the bench's unit, images per class the
 bench fits on, so it reads the rule here rather than from the bench; :class:`BenchConfig
@@ -9,7 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-__all__ = ["SELECTION_FRACTION", "VAL_FRACTION", "fit_share"]
+__all__ = ["EPS", "SELECTION_FRACTION", "VAL_FRACTION", "fit_share"]
+
+#: Accuracies are means of fractions: the bench, its verdict and the curves compare them with
+#: this much slack.
+EPS = 1e-9
 
 #: Held-out (reported) share of a folder without a validation split.
 VAL_FRACTION = 0.2

@@ -32,7 +32,7 @@ from typing import Any
 import jinja2
 
 from advisor import __version__, catalogue
-from advisor.utils import OutputError, atomic_writer, check_writable, json_clean, shown
+from advisor.utils import OutputError, atomic_writer, check_writable, json_clean, safe_name, shown
 
 __all__ = [
     "render_bench_html",
@@ -178,7 +178,7 @@ def write_index(out_dir: str | Path) -> Path:
 def _write_report(result, out_dir, kind, name, template_getter, context_builder) -> tuple[Path, Path]:
     out = check_writable(out_dir, "report folder")
     try:
-        stem, reserved = (_sanitise(name), None) if name else _reserve(out, _default_stem(result, kind))
+        stem, reserved = (safe_name(name, default="report"), None) if name else _reserve(out, _default_stem(result, kind))
     except OSError as err:
         raise OutputError(f"cannot write the report in {shown(out)} ({err.strerror or err}): choose a writable "
                           "folder with --out") from None
@@ -231,16 +231,11 @@ def _write_atomic(path: Path, chunks: Iterable[str]) -> None:
             fh.write(chunk)
 
 
-def _sanitise(name: str) -> str:
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")
-    return cleaned or "report"
-
-
 def _default_stem(result: Mapping[str, Any], kind: str) -> str:
     path = str(_mapping(result.get("dataset")).get("path") or "").rstrip("/\\")
     folder = re.split(r"[/\\]", path)[-1] if path else "dataset"
     created = _parse_date(result.get("created")) or datetime.now()
-    return _sanitise(f"{kind}-{folder}-{created:%Y%m%d-%H%M%S}")
+    return safe_name(f"{kind}-{folder}-{created:%Y%m%d-%H%M%S}", default="report")
 
 
 def _index_entry(data: Mapping[str, Any], json_path: Path) -> dict[str, Any]:

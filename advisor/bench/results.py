@@ -21,6 +21,7 @@ import numpy as np
 
 from advisor import metrics
 from advisor.catalogue import STRATEGIES, StrategyInfo, carried_by
+from advisor.protocol import EPS as _EPS
 from advisor.utils import OutputError, json_clean, shown
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,6 @@ __all__ = [
 KEY_VERSION = 3
 #: Transferability scores compared with the measured ranking of backbones.
 RANK_METRICS = ("linear_probe", "knn_probe", "logme", "leep", "nce", "hscore")
-_EPS = 1e-9  # accuracies are means of fractions: compare them with a little slack
 
 
 # --------------------------------------------------------------------------- records
