@@ -17,6 +17,7 @@ import functools
 import importlib
 import importlib.util
 import json
+import logging
 import os
 import shutil
 import warnings
@@ -30,7 +31,9 @@ import torchvision
 from torch import nn
 from torchvision import transforms as T
 
-from advisor.utils import atomic_write, atomic_writer, cache_root, notice, shown
+from advisor.utils import atomic_write, atomic_writer, cache_root, shown
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "Backbone",
@@ -457,13 +460,13 @@ def _info_cache() -> dict[str, list]:
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as err:
-        notice(f"backbone facts cache {shown(path)} is unreadable ({getattr(err, 'strerror', None) or err}); "
-               "measuring the architectures again")
+        log.warning(f"backbone facts cache {shown(path)} is unreadable ({getattr(err, 'strerror', None) or err}); "
+                    "measuring the architectures again")
         return {}
     facts = data.get("facts") if isinstance(data, dict) and data.get("version") == _INFO_VERSION else None
     if not isinstance(facts, dict) or not all(_valid_fact(v) for v in facts.values()):
-        notice(f"backbone facts cache {shown(path)} holds something else (another version, or damaged); "
-               "measuring the architectures again")
+        log.warning(f"backbone facts cache {shown(path)} holds something else (another version, or damaged); "
+                    "measuring the architectures again")
         return {}
     return facts
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import logging
 import math
 import os
 import sys
@@ -16,16 +17,31 @@ from typing import Any, Callable, Iterator
 
 import click
 
-from advisor import __version__
+from advisor import __version__, catalogue
 
 __all__ = ["main"]
 
-_STRATEGY_TEXT = {
-    "freeze": "FREEZE the backbone and train a classifier on its features",
-    "finetune": "FINE-TUNE the pretrained backbone",
-    "not_worth_using": "The pretrained model is NOT WORTH USING: train from scratch or get more data",
-    "insufficient_data": "CANNOT MEASURE: too few images (see the reason below)",
-}
+
+class _TerminalHandler(logging.Handler):
+    """advisor's log records as one ``advisor: message`` line each on stderr (a cache rebuilt, a
+    bad results line skipped): the stderr of the moment, which a test runner may have swapped."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(f"advisor: {self.format(record)}", file=sys.stderr, flush=True)
+        except Exception:  # noqa: BLE001 - logging's own policy: report, never raise
+            self.handleError(record)
+
+
+_TERMINAL = _TerminalHandler()
+
+
+def _log_to_terminal() -> None:
+    """The library logs (``logging.getLogger("advisor...")``); the CLI shows its notices, once."""
+    log = logging.getLogger("advisor")
+    if _TERMINAL not in log.handlers:
+        log.addHandler(_TERMINAL)
+    log.setLevel(logging.INFO)
 
 
 def _friendly_errors(fn: Callable) -> Callable:
@@ -102,6 +118,7 @@ def main() -> None:
     advisor bench ./data          train each strategy, compare, check the advice
     advisor demo                  both, on an embedded demo dataset (offline)
     """
+    _log_to_terminal()
 
 
 # --------------------------------------------------------------------------- backbones
@@ -283,7 +300,7 @@ def _print_recommendation(result: dict[str, Any], html: Path) -> None:
     ds = result["dataset"]
     click.echo(f"\n{ds['path']}: {ds['n_images']} images, {ds['n_classes']} classes"
                + (f", {ds.get('skipped_total') or len(ds['skipped'])} files skipped" if ds["skipped"] else ""))
-    click.secho(f"\n  {_STRATEGY_TEXT[rec['strategy']]}", bold=True)
+    click.secho(f"\n  {catalogue.ADVICE[rec['strategy']].headline}", bold=True)
     click.echo(f"  case: {rec['case']}; backbone: {rec['backbone']}; confidence {rec['confidence']:.2f}")
     best = next(b for b in result["backbones"] if b["name"] == rec["backbone"])
     t = best["transferability"]
@@ -361,7 +378,8 @@ def _fractions(_ctx: click.Context, _param: click.Parameter, value: str | None) 
 def _bench_options(fn: Callable) -> Callable:
     options = [
         click.option("--strategies", default="freeze,finetune,scratch", show_default=True,
-                     help="Comma-separated: freeze, finetune, scratch, partial, freeze_unfreeze."),
+                     help="Comma-separated, from: " + "; ".join(
+                         f"{s.name} ({s.help})" for s in catalogue.STRATEGIES.values()) + "."),
         click.option("--epochs", default="auto", show_default=True, callback=_epochs,
                      help="'auto': train until the selection accuracy stops improving (early stopping); "
                           "N: a fixed budget of N epochs, the last one evaluated."),
@@ -484,28 +502,21 @@ def cache_group() -> None:
     """Show or free what advisor keeps on disk (features, decoded images, references, backbone facts)."""
 
 
-def _human(nbytes: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if nbytes < 1024 or unit == "GiB":
-            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
-        nbytes /= 1024
-    return f"{nbytes:.1f} TiB"
-
-
 @cache_group.command("info")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON list.")
 @_friendly_errors
 def cache_info_cmd(as_json: bool) -> None:
     """Each cache: its folder, files and size."""
     from advisor.caches import cache_usage
+    from advisor.utils import human_bytes
 
     usage = cache_usage()
     if as_json:
         _echo_json([u.to_dict() for u in usage])
         return
     for u in usage:
-        click.echo(f"{u.kind:11} {u.files:6d} files {_human(u.bytes):>10}  {u.path}  ({u.description})")
-    click.echo(f"total: {_human(sum(u.bytes for u in usage))}; `advisor cache clear` frees it (rebuilt when needed)")
+        click.echo(f"{u.kind:11} {u.files:6d} files {human_bytes(u.bytes):>10}  {u.path}  ({u.description})")
+    click.echo(f"total: {human_bytes(sum(u.bytes for u in usage))}; `advisor cache clear` frees it (rebuilt when needed)")
 
 
 @cache_group.command("clear")
@@ -514,9 +525,10 @@ def cache_info_cmd(as_json: bool) -> None:
 def cache_clear_cmd(kinds: tuple[str, ...]) -> None:
     """Delete the caches named by KINDS (features, images, references, backbones; default: all)."""
     from advisor.caches import clear_caches
+    from advisor.utils import human_bytes
 
     freed = clear_caches(list(kinds) or None)
-    click.echo(f"freed {_human(sum(u.bytes for u in freed))} in {sum(u.files for u in freed)} files "
+    click.echo(f"freed {human_bytes(sum(u.bytes for u in freed))} in {sum(u.files for u in freed)} files "
                f"({', '.join(u.kind for u in freed)})")
 
 

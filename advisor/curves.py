@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from advisor.protocol import EPS as _EPS
+
 __all__ = [
     "MAX_FACTOR",
     "BEYOND_RANGE",
@@ -78,7 +80,6 @@ _C_MAX = 1.0 - 1e-9
 # Noise floor of a mean accuracy when the validation-set size is unknown: one accuracy point,
 # the binomial standard error of ~900 validation images at 90 % accuracy.
 _DEFAULT_STD_FLOOR = 0.01
-_EPS = 1e-9  # accuracies are means of fractions: compare them with a little slack (as bench does)
 _CROSS_GRID = 401  # log-spaced sizes in [n_ref, 4 n_ref]: steps of 0.35 %
 
 

@@ -50,6 +50,8 @@ import torch
 from PIL import Image, ImageOps
 from sklearn.model_selection import train_test_split
 
+from advisor.types import SKIPPED_LIMIT, Skipped, summarize_skipped
+
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "IMAGE_EXTENSIONS",
@@ -94,8 +96,7 @@ MAX_ENTRIES: int = 5_000_000
 #: Files inside class folders after which a listing that found no usable image gives up:
 #: a wrong folder (a home directory, a folder of CSVs) is reported in a second.
 NO_IMAGE_LIMIT: int = 10_000
-#: Skipped entries listed in a report's JSON; the total and counts per reason cover all.
-SKIPPED_LIMIT: int = 200
+
 
 # Names that operating systems and archivers leave behind; never user data.
 _JUNK_NAMES = frozenset({"__macosx", "thumbs.db", "desktop.ini"})
@@ -130,19 +131,6 @@ class ImageLoadError(Exception):
 
     def __reduce__(self):  # keeps the two-argument constructor picklable across workers
         return (type(self), (self.path, self.reason))
-
-
-@dataclass(frozen=True)
-class Skipped:
-    """A file or folder that is not used, and why.
-
-    Attributes:
-        path: Path of the file or folder.
-        reason: Short cause, e.g. ``"zero-byte file"`` or ``"not an image (.txt)"``.
-    """
-
-    path: str
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -401,65 +389,6 @@ def _q(path: str | os.PathLike) -> str:
 
 
 # --------------------------------------------------------------------------- skipped files
-
-
-def summarize_skipped(
-    skipped: Iterable[Skipped], *, limit: int = SKIPPED_LIMIT, max_reasons: int = 50
-) -> dict[str, Any]:
-    """A bounded view of a skipped list for reports: the total, counts per reason, a few entries.
-
-    A folder of 100,000 stray files still gives a readable report and a small JSON file.
-    A path listed twice counts once, with its first reason. ``shown`` holds the first
-    ``limit`` entries in the given order, except that every reason gets at least one
-    entry while ``limit`` allows, so one truncated JPEG is not hidden behind thousands
-    of text files. Paths and reasons are copied as given: pass them through
-    :func:`display_name` first when the result goes into JSON or HTML.
-
-    Args:
-        skipped: Records, e.g. :attr:`Dataset.skipped`.
-        limit: Most entries in ``shown``.
-        max_reasons: Most keys in ``by_reason``; the rarer reasons are added up
-            under ``"(other reasons)"``.
-
-    Returns:
-        ``{"total": int, "by_reason": {reason: count}, "shown": [{"path", "reason"}]}``,
-        ``by_reason`` most common first.
-
-    Example:
-        >>> junk = [Skipped(f"/d/a/{i}.txt", "not an image (.txt)") for i in range(1000)]
-        >>> out = summarize_skipped(junk + [Skipped("/d/b/x.jpg", "zero-byte file")], limit=3)
-        >>> out["total"], out["by_reason"], [s["path"] for s in out["shown"]]
-        (1001, {'not an image (.txt)': 1000, 'zero-byte file': 1}, ['/d/a/0.txt', '/d/a/1.txt', '/d/b/x.jpg'])
-    """
-    first: dict[str, Skipped] = {}
-    for item in skipped:
-        first.setdefault(item.path, item)
-    unique = list(first.values())
-    counts = Counter(item.reason for item in unique)
-
-    picked: list[int] = []
-    reasons_seen: set[str] = set()
-    for i, item in enumerate(unique):
-        if len(picked) >= limit:
-            break
-        if item.reason not in reasons_seen:
-            reasons_seen.add(item.reason)
-            picked.append(i)
-    chosen = set(picked)
-    for i in range(len(unique)):
-        if len(chosen) >= limit:
-            break
-        chosen.add(i)
-
-    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-    by_reason = dict(ranked[:max_reasons])
-    if len(ranked) > max_reasons:
-        by_reason["(other reasons)"] = sum(n for _, n in ranked[max_reasons:])
-    return {
-        "total": len(unique),
-        "by_reason": by_reason,
-        "shown": [{"path": unique[i].path, "reason": unique[i].reason} for i in sorted(chosen)],
-    }
 
 
 # --------------------------------------------------------------------------- scanning

@@ -13,7 +13,7 @@ little data        ``freeze`` (train only the  ``not_worth_using``
 
 The axes are measured, not guessed: the size axis is the median number of images per class that
 the bench fits on (the folder's counts converted by the bench's split rule,
-:func:`advisor.bench.config.fit_share`), corrected by the frozen probe's learning curve (a curve
+:func:`advisor.protocol.fit_share`), corrected by the frozen probe's learning curve (a curve
 still rising steeply means more data would still pay: the data is "little" whatever its count);
 the similarity axis is the
 profiler's similarity score. Measured evidence then overrides the grid where it contradicts it:
@@ -43,14 +43,14 @@ from typing import Any
 
 import numpy as np
 
-from advisor.bench.config import fit_share
-from advisor.bench.strategies import suggested_settings
+from advisor.catalogue import ADVICE
 from advisor.curves import MAX_FACTOR, CurveFit, PowerLaw
-from advisor.profile import BackboneProfile, DatasetSummary, Profile
+from advisor.protocol import fit_share
+from advisor.types import BackboneProfile, DatasetSummary, Profile
 
 __all__ = ["CASES", "STRATEGIES", "Recommendation", "Thresholds", "insufficient_data", "load_thresholds", "recommend"]
 
-STRATEGIES = ("freeze", "finetune", "not_worth_using", "insufficient_data")
+STRATEGIES = tuple(ADVICE)  # the advice's vocabulary
 
 #: The least data that can be measured at all: per class, images to train on and to check on
 #: (a flat folder is split, so it needs both), and images in all. Below these no strategy can be
@@ -164,7 +164,9 @@ class Recommendation:
         reasons: Sentences with their numbers.
         axes: The two axes' values, thresholds and verdicts.
         ranking: Pretrained backbones, best first, with their scores.
-        settings: Suggested training settings for the strategy.
+        settings: Suggested training settings for the strategy: empty from :func:`recommend`
+            (which never touches the training code); :func:`advisor.pipeline.advise` attaches
+            the recipe the bench would train it with.
         overrides: Evidence rules that changed the grid's answer.
         thresholds: The thresholds used.
         data_size: The frozen probe's learning curve, its fitted law, predictions at 2x and 4x
@@ -528,14 +530,11 @@ def recommend(profile: Profile, *, thresholds: Thresholds = Thresholds()) -> Rec
         reasons=tuple(reasons),
         axes={"size": size, "similarity": similarity},
         ranking=ranking,
-        settings=suggested_settings(strategy, best.name, best.image_size),
+        settings={},  # the bench's recipe for it: attached by advisor.pipeline.advise
         overrides=tuple(overrides),
         thresholds=th.to_dict(),
         data_size=data_size,
     )
-
-
-_WORDS = {"freeze": "freezing", "finetune": "fine-tuning", "not_worth_using": "not worth using"}
 
 
 def _data_size_sentence(block: dict[str, Any], strategy: str) -> str:
@@ -545,9 +544,9 @@ def _data_size_sentence(block: dict[str, Any], strategy: str) -> str:
         f"{p['accuracy']:.1%} with {p['images_per_class']:.0f} images per class" for p in pred) + ".") if pred else ""
     flip = block.get("flips_at")
     if flip is None:
-        return ("More data: the advice stays " + _WORDS[strategy] + " up to 4x the profiled sample"
+        return ("More data: the advice stays " + ADVICE[strategy].phrase + " up to 4x the profiled sample"
                 + " (the fitted frozen-probe learning curve)." + ahead)
     band = ("" if flip["low"] is None else
             f" ({flip['low']}-{flip['high']})" if flip["high"] is not None else f" ({flip['low']} to beyond 4x)")
     return (f"More data: with about {flip['images_per_class']} images per class{band} the advice would become "
-            f"{_WORDS[flip['to']]} (the fitted frozen-probe learning curve)." + ahead)
+            f"{ADVICE[flip['to']].phrase} (the fitted frozen-probe learning curve)." + ahead)

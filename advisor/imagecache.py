@@ -58,6 +58,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import logging
 import mmap
 import os
 import shutil
@@ -78,7 +79,9 @@ from torchvision import transforms as T
 
 from advisor import __version__
 from advisor.data import ImageFolder, Sample, Skipped, collate_skipping
-from advisor.utils import CACHE_ENV, cache_root, default_permissions, notice, progress_bar, shown
+from advisor.utils import CACHE_ENV, cache_root, default_permissions, human_bytes, progress_bar, shown
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "FORMAT_VERSION",
@@ -105,14 +108,6 @@ def _folder(cache_dir: str | os.PathLike | None) -> Path | None:
     if cache_dir is None:
         return cache_root() / "images"
     return Path(cache_dir) if os.fspath(cache_dir) else None
-
-
-def _human(nbytes: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if nbytes < 1000:
-            return f"{nbytes:.0f} {unit}"
-        nbytes /= 1000
-    return f"{nbytes:.1f} TB"
 
 
 def _source_stat(path: str) -> tuple[int, int]:
@@ -514,9 +509,9 @@ def _build(file: Path, key: _Key, old: ImageCache | None, todo: Sequence[Sample]
     except OSError:
         free = None
     if free is not None and free < need:
-        notice(f"no space for the image cache in {shown(folder)} (at least {_human(need)} needed, "
-                f"{_human(free)} free): free some space or set {CACHE_ENV} to a folder on a larger disk; "
-                "reading images from their files instead")
+        log.warning(f"no space for the image cache in {shown(folder)} (at least {human_bytes(need)} needed, "
+                     f"{human_bytes(free)} free): free some space or set {CACHE_ENV} to a folder on a larger disk; "
+                     "reading images from their files instead")
         return None
 
     _remove_leftovers(folder, file.name)
@@ -563,11 +558,11 @@ def _build(file: Path, key: _Key, old: ImageCache | None, todo: Sequence[Sample]
     except OSError as err:
         tmp.unlink(missing_ok=True)
         if err.errno in (errno.ENOSPC, errno.EDQUOT):
-            notice(f"disk full while writing the image cache in {shown(folder)}: free some space or set "
-                    f"{CACHE_ENV} to a folder on a larger disk; reading images from their files instead")
+            log.warning(f"disk full while writing the image cache in {shown(folder)}: free some space or set "
+                         f"{CACHE_ENV} to a folder on a larger disk; reading images from their files instead")
         else:
-            notice(f"cannot write the image cache {shown(file)} ({err.strerror or err}); "
-                    "reading images from their files instead")
+            log.warning(f"cannot write the image cache {shown(file)} ({err.strerror or err}); "
+                         "reading images from their files instead")
         return None
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -575,8 +570,8 @@ def _build(file: Path, key: _Key, old: ImageCache | None, todo: Sequence[Sample]
     try:
         return ImageCache._open(file, key)
     except (OSError, _Invalid) as err:  # only if something replaced it under our lock
-        notice(f"image cache {shown(file)} unreadable right after writing ({err}); "
-                "reading images from their files instead")
+        log.warning(f"image cache {shown(file)} unreadable right after writing ({err}); "
+                     "reading images from their files instead")
         return None
 
 
@@ -696,26 +691,26 @@ def open_image_cache(
         try:
             lock.acquire(timeout=0.1)
         except Timeout:
-            notice(f"waiting for another process to finish the image cache {shown(file)}")
+            log.info(f"waiting for another process to finish the image cache {shown(file)}")
             lock.acquire()
     except OSError as err:
-        notice(f"cannot write image caches in {shown(folder)} ({err.strerror or err}); reading images "
-                f"from their files instead (set {CACHE_ENV} to a writable folder to cache them)")
+        log.warning(f"cannot write image caches in {shown(folder)} ({err.strerror or err}); reading images "
+                     f"from their files instead (set {CACHE_ENV} to a writable folder to cache them)")
         return None
     try:
         # Again under the lock: another process may have written the file meanwhile.
         cache, problem = _try_open(file, key)
         if cache is None:
             if problem:
-                notice(f"image cache {shown(file)} is {problem}; rebuilding it")
+                log.warning(f"image cache {shown(file)} is {problem}; rebuilding it")
             todo = wanted
         else:
             todo, changed = cache._stale_or_missing(wanted)
             if not todo:
                 return _finish(cache, wanted, built=0)
             if changed:
-                notice(f"image cache {shown(file)}: {changed} source image(s) changed since they were "
-                        "cached; decoding them again")
+                log.warning(f"image cache {shown(file)}: {changed} source image(s) changed since they were "
+                             "cached; decoding them again")
         fresh = _build(file, key, cache, todo, num_workers=num_workers, progress=progress)
         return None if fresh is None else _finish(fresh, wanted, built=len(todo))
     finally:
@@ -866,10 +861,10 @@ def clear_cache(cache_dir: str | os.PathLike | None = None) -> list[CacheEntry]:
         try:
             busy = _locked_elsewhere(owner, path.unlink)
         except OSError as err:
-            notice(f"cannot remove {shown(path)} ({err.strerror or err})")
+            log.warning(f"cannot remove {shown(path)} ({err.strerror or err})")
             continue
         if busy:
-            notice(f"image cache {shown(owner)} is being written by another process; left in place")
+            log.warning(f"image cache {shown(owner)} is being written by another process; left in place")
         else:
             removed.append(entry)
     folder = _folder(cache_dir)

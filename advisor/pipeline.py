@@ -9,21 +9,23 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from advisor.backbones import list_backbones, offline_backbones
 from advisor.data import Dataset, scan
-from advisor.decide import Thresholds, recommend
+from advisor.bench.strategies import suggested_settings
+from advisor.decide import Recommendation, Thresholds, recommend
 from advisor.profile import Profile, ProfileConfig
-from advisor.utils import check_writable, versions
+from advisor.utils import check_writable, safe_name, versions
 
 if TYPE_CHECKING:
     from advisor.bench.executors import Executor
 
-__all__ = ["DEFAULT_BACKBONES", "JobResult", "default_backbones", "reproduction", "run_bench", "run_recommend"]
+__all__ = ["DEFAULT_BACKBONES", "JobResult", "advise", "default_backbones", "reproduction", "run_bench",
+           "run_recommend"]
 
 #: Preferred backbones, in order; the default set is those whose weights are available now.
 DEFAULT_BACKBONES = ("efficientnet_lite0", "resnet18", "resnet50", "mobilenet_v3_large",
@@ -56,6 +58,22 @@ def reproduction(*, device: str, seed: int, options: dict[str, Any], seconds: fl
         "seconds": round(seconds, 3),
         "command": _cli_command(),
     }
+
+
+def advise(prof: Profile, *, thresholds: Thresholds = Thresholds()) -> Recommendation:
+    """The advice for a profile (:func:`advisor.decide.recommend`, which never touches the training
+    code), with the recipe the bench would train its strategy with attached as ``settings``.
+
+    Example:
+        >>> rec = advise(profile("data/", ["efficientnet_lite0"]))  # doctest: +SKIP
+        >>> rec.settings["strategy"]  # doctest: +SKIP
+        'freeze'
+    """
+    rec = recommend(prof, thresholds=thresholds)
+    if rec.strategy == "insufficient_data":  # nothing can be trained: no recipe to suggest
+        return rec
+    best = prof.backbone(rec.backbone)
+    return replace(rec, settings=suggested_settings(rec.strategy, best.name, best.image_size))
 
 
 def _cli_command() -> str | None:
@@ -111,7 +129,7 @@ def run_recommend(
     executor = executor if executor is not None else _local_executor()
     with executor:
         prof: Profile = executor.profile(dataset, names, config=config, progress=progress)
-    rec = recommend(prof, thresholds=thresholds)
+    rec = advise(prof, thresholds=thresholds)
     result = {
         "kind": "recommend",
         "created": datetime.now().isoformat(timespec="seconds"),
@@ -163,8 +181,6 @@ def run_bench(
     this process by default, or a Ray cluster, connected once for both); the results file and
     the reports are written here, on the driver.
     """
-    from dataclasses import replace
-
     from advisor.bench import BenchConfig, bench
 
     config = config or BenchConfig()
@@ -177,7 +193,7 @@ def run_bench(
         # Profiling builds every backbone with its weights first: a missing weight file stops the
         # job here, with the message that says how to add it, before any training starts.
         prof = executor.profile(dataset, names, config=profile_config, progress=progress)
-        rec = recommend(prof, thresholds=thresholds)
+        rec = advise(prof, thresholds=thresholds)
         if rec.strategy == "insufficient_data":  # nothing to compare: say so before training anything
             from advisor.data import DatasetError
 
@@ -185,8 +201,7 @@ def run_bench(
         if rec.strategy == "not_worth_using" and "scratch" not in config.strategies:
             config = replace(config, strategies=(*config.strategies, "scratch"))
         if results_file is None and out is not None:
-            stem = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(dataset.root).name) or "data"
-            results_file = Path(out) / f"bench-{stem}.runs.jsonl"
+            results_file = Path(out) / f"bench-{safe_name(Path(dataset.root).name, default='data')}.runs.jsonl"
             Path(out).mkdir(parents=True, exist_ok=True)
         result = bench(
             dataset, names, config=config, results_file=results_file,

@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -65,7 +66,10 @@ from advisor.runtime import (
     isolated_random,
     resolve_device,
 )
-from advisor.utils import atomic_writer, cache_root, notice, progress_bar, shown
+from advisor.types import BackboneProfile, DatasetSummary, Profile, ProfileConfig
+from advisor.utils import atomic_writer, cache_root, progress_bar, safe_name, shown
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "BackboneProfile",
@@ -115,51 +119,6 @@ def _default_cache_dir() -> Path:
     return cache_root() / "features"
 
 
-@dataclass(frozen=True)
-class ProfileConfig:
-    """Options of the profiling pass (configuration, kept apart from results).
-
-    Attributes:
-        per_class: At most this many images per class in the sample.
-        total: At most this many images in the sample.
-        seed: Seed of the sample and of the cross-validation folds.
-        image_size: Crop size; ``None`` uses each backbone's native size. The similarity
-            score is calibrated at the native size: the ImageNet head's confidence and the
-            activation statistics shift with resolution, so another size makes it unreliable
-            (the profile then carries a note saying so).
-        batch_size: Images per forward pass.
-        num_workers: DataLoader workers; ``None`` picks from the core count.
-        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"``.
-        weights: ``"imagenet"`` or ``None`` (random initialisation).
-        cache_dir: Where features are cached; ``None`` for the default, ``""`` disables.
-        cv: Folds of the probes.
-        reference: A reference-statistics file from :func:`build_reference`; backbones it was
-            built with get a Frechet distance of their embeddings to it.
-        image_cache_dir: Decoded-image cache folder (``None``: under the cache root; ``""``:
-            decode on the fly).
-    """
-
-    per_class: int = 50
-    total: int = 1000
-    seed: int = 0
-    image_size: int | None = None
-    batch_size: int = 32
-    num_workers: int | None = None
-    device: str = "auto"
-    weights: str | None = "imagenet"
-    cache_dir: str | None = None
-    cv: int = 5
-    reference: str | None = None
-    image_cache_dir: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ProfileConfig":
-        return cls(**d)
-
-
 # --------------------------------------------------------------------------- dataset summary
 
 
@@ -168,58 +127,6 @@ def _stats(values: Sequence[float]) -> dict[str, float]:
         return {"min": None, "median": None, "max": None}
     arr = np.asarray(values, dtype=float)
     return {"min": float(arr.min()), "median": float(np.median(arr)), "max": float(arr.max())}
-
-
-@dataclass(frozen=True)
-class DatasetSummary:
-    """Size profile: exact counts from the listing, decoded properties from the sample.
-
-    Attributes:
-        path: The data folder.
-        layout: ``"flat"`` or ``"split"``.
-        n_images: Usable images (listing).
-        n_classes: Classes with at least one image.
-        class_counts: Images per class.
-        splits: Per split, images per class (empty for a flat layout).
-        per_class: min / median / max images per class.
-        imbalance_ratio: Largest class over smallest class.
-        skipped: Files left out, each ``{"path", "reason"}`` (capped: the first ones, every
-            reason at least once).
-        empty_classes: Class folders without a usable image.
-        image_stats: From the headers of ``n_sampled`` sampled images: width/height
-            min/median/max, modes, formats.
-        fingerprint: Digest of the listing (cache key).
-        thumbnails: A few sample paths per class, for the report.
-    """
-
-    path: str
-    layout: str
-    n_images: int
-    n_classes: int
-    class_counts: dict[str, int]
-    splits: dict[str, dict[str, int]]
-    per_class: dict[str, float]
-    imbalance_ratio: float
-    skipped: tuple[dict[str, str], ...]
-    empty_classes: tuple[str, ...]
-    image_stats: dict[str, Any]
-    fingerprint: str
-    thumbnails: dict[str, list[str]] = field(default_factory=dict)
-    skipped_total: int = 0
-    skipped_by_reason: dict[str, int] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["skipped"] = list(d["skipped"])
-        d["empty_classes"] = list(d["empty_classes"])
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "DatasetSummary":
-        d = dict(d)
-        d["skipped"] = tuple(d["skipped"])
-        d["empty_classes"] = tuple(d["empty_classes"])
-        return cls(**d)
 
 
 def summarize_dataset(dataset: Dataset, sample: Sequence[Sample], *, thumbnails: int = 6,
@@ -511,7 +418,7 @@ def extract_features(
             try:
                 return Features.load(cache_file, key=key)
             except ValueError as err:  # never a wrong number: recompute and overwrite it
-                notice(f"feature cache {shown(cache_file)} is unusable ({err}); computing the features again")
+                log.warning(f"feature cache {shown(cache_file)} is unusable ({err}); computing the features again")
 
     # channels_last speeds convolutions up on CPU too (1.7x for efficientnet_lite0 at 224 px).
     backbone.model.to(dev).eval().to(memory_format=torch.channels_last)  # in place
@@ -585,8 +492,8 @@ def extract_features(
         try:
             feats.save(cache_file, key=key)
         except OSError as err:  # a read-only or full cache costs speed, not correctness
-            notice(f"cannot write the feature cache {shown(cache_file)} ({err.strerror or err}); going on "
-                   f"without it (set ADVISOR_CACHE to a writable folder, or pass --no-cache)")
+            log.warning(f"cannot write the feature cache {shown(cache_file)} ({err.strerror or err}); going on "
+                        f"without it (set ADVISOR_CACHE to a writable folder, or pass --no-cache)")
     return feats
 
 
@@ -691,7 +598,7 @@ def build_reference(
     if len(feats.labels) < 2:
         raise ImageLoadError(os.fspath(folder), "fewer than 2 images could be decoded for the reference")
     mean, cov = _embedding_stats(feats.embeddings)
-    name = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(folder).resolve().name)
+    name = safe_name(Path(folder).resolve().name, default="data")
     dest = Path(out) if out else _reference_dir() / f"{name}-{backbone}.npz"
     meta = {"backbone": backbone, "weights": bb.weights, "folder": str(Path(folder).resolve()),
             "n": int(len(feats.labels)), "image_size": bb.image_size}
@@ -712,104 +619,6 @@ def load_reference(path: str | os.PathLike) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- results
-
-
-@dataclass(frozen=True)
-class BackboneProfile:
-    """Everything the profiler measured for one backbone.
-
-    Attributes:
-        name: Backbone name.
-        weights: ``"imagenet"`` or ``"random"``.
-        image_size: Crop size used.
-        n_sample: Images that went through the network.
-        similarity: Combined similarity to ImageNet in [0, 1].
-        signals: Raw signals (``bn_divergence`` is ``None`` without BatchNorm).
-        signal_scores: Each signal's closeness score in [0, 1].
-        stage_divergence: BN divergence per network stage, in network order.
-        transferability: Probe accuracies on embeddings and on raw pixels, chance level,
-            LogME, LEEP, NCE, H-score.
-        learning_curve: Linear-probe accuracy at 1/8, 1/4, 1/2 and all of each training fold of
-            the sample (test folds full-size): ``images_per_class``, ``accuracy``, ``std``.
-        curve_fit: The saturating power law fitted to it (:meth:`advisor.curves.CurveFit.to_dict`
-            with its bootstrap), or ``None`` when the curve has fewer than 3 sizes.
-        seconds: Time of the forward pass (excluding metrics); 0 when cached.
-        images_per_second: Throughput of the pass.
-        cached: Whether the features came from the cache.
-        notes: Caveats, e.g. "no BatchNorm layers".
-    """
-
-    name: str
-    weights: str
-    image_size: int
-    n_sample: int
-    similarity: float
-    signals: dict[str, float | None]
-    signal_scores: dict[str, float]
-    stage_divergence: dict[str, float]
-    transferability: dict[str, float]
-    learning_curve: tuple[dict[str, float], ...]
-    curve_fit: dict[str, Any] | None
-    seconds: float
-    images_per_second: float
-    cached: bool = False
-    notes: tuple[str, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["learning_curve"] = [dict(p) for p in self.learning_curve]
-        d["notes"] = list(self.notes)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "BackboneProfile":
-        d = dict(d)
-        d["learning_curve"] = tuple(dict(p) for p in d["learning_curve"])
-        d["notes"] = tuple(d.get("notes", ()))
-        return cls(**d)
-
-
-@dataclass(frozen=True)
-class Profile:
-    """The profiler's result: dataset summary plus one :class:`BackboneProfile` each.
-
-    ``image_cache`` is ``{path, built, reused}`` of the decoded-image cache the passes read
-    (``paths`` when several resize sizes needed several files).
-    """
-
-    dataset: DatasetSummary
-    backbones: tuple[BackboneProfile, ...]
-    config: ProfileConfig
-    device: str
-    seconds: float
-    image_cache: dict[str, Any] | None = None
-
-    def backbone(self, name: str) -> BackboneProfile:
-        for b in self.backbones:
-            if b.name == name:
-                return b
-        raise KeyError(f"no profile for backbone {name!r}; profiled: {[b.name for b in self.backbones]}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "dataset": self.dataset.to_dict(),
-            "backbones": [b.to_dict() for b in self.backbones],
-            "config": self.config.to_dict(),
-            "device": self.device,
-            "seconds": self.seconds,
-            "image_cache": self.image_cache,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Profile":
-        return cls(
-            dataset=DatasetSummary.from_dict(d["dataset"]),
-            backbones=tuple(BackboneProfile.from_dict(b) for b in d["backbones"]),
-            config=ProfileConfig.from_dict(d["config"]),
-            device=d["device"],
-            seconds=float(d["seconds"]),
-            image_cache=d.get("image_cache"),
-        )
 
 
 def _transferability(feats: Features, *, cv: int, seed: int) -> tuple[dict[str, float], list[dict], dict | None]:

@@ -31,8 +31,8 @@ from typing import Any
 
 import jinja2
 
-from advisor import __version__
-from advisor.utils import OutputError, atomic_writer, check_writable, json_clean, shown
+from advisor import __version__, catalogue
+from advisor.utils import OutputError, atomic_writer, check_writable, json_clean, safe_name, shown
 
 __all__ = [
     "render_bench_html",
@@ -50,23 +50,11 @@ MAX_BARS = 40
 MAX_SKIPPED = 50
 _DPI = 144  # figures are shown at about half their pixel width: sharp on high-DPI screens
 
-STRATEGY_LABELS = {
-    "freeze": "Freeze",
-    "finetune": "Fine-tune",
-    "partial": "Partial fine-tune",
-    "scratch": "From scratch",
-    "not_worth_using": "Not worth using",
-    "insufficient_data": "Too few images",
-}
-STRATEGY_COLOURS = {
-    "freeze": "#2563eb",
-    "finetune": "#d97706",
-    "partial": "#7c3aed",
-    "scratch": "#6b7280",
-    "not_worth_using": "#dc2626",
-    "insufficient_data": "#6b7280",
-}
-_STRATEGY_ORDER = ("freeze", "partial", "finetune", "scratch")
+#: Strategies and advice words with a colour of their own (:mod:`advisor.catalogue`).
+STRATEGY_COLOURS = catalogue.colours()
+#: Strategies in tables and figures: those with a colour of their own, cheapest first; the others
+#: after them, by name.
+_STRATEGY_ORDER = tuple(name for name, info in catalogue.STRATEGIES.items() if info.colour)
 _FALLBACK_COLOURS = ("#0891b2", "#db2777", "#65a30d", "#9333ea", "#ea580c")
 SIGNAL_LABELS = {
     "bn_divergence": "BN divergence",
@@ -190,7 +178,7 @@ def write_index(out_dir: str | Path) -> Path:
 def _write_report(result, out_dir, kind, name, template_getter, context_builder) -> tuple[Path, Path]:
     out = check_writable(out_dir, "report folder")
     try:
-        stem, reserved = (_sanitise(name), None) if name else _reserve(out, _default_stem(result, kind))
+        stem, reserved = (safe_name(name, default="report"), None) if name else _reserve(out, _default_stem(result, kind))
     except OSError as err:
         raise OutputError(f"cannot write the report in {shown(out)} ({err.strerror or err}): choose a writable "
                           "folder with --out") from None
@@ -243,16 +231,11 @@ def _write_atomic(path: Path, chunks: Iterable[str]) -> None:
             fh.write(chunk)
 
 
-def _sanitise(name: str) -> str:
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")
-    return cleaned or "report"
-
-
 def _default_stem(result: Mapping[str, Any], kind: str) -> str:
     path = str(_mapping(result.get("dataset")).get("path") or "").rstrip("/\\")
     folder = re.split(r"[/\\]", path)[-1] if path else "dataset"
     created = _parse_date(result.get("created")) or datetime.now()
-    return _sanitise(f"{kind}-{folder}-{created:%Y%m%d-%H%M%S}")
+    return safe_name(f"{kind}-{folder}-{created:%Y%m%d-%H%M%S}", default="report")
 
 
 def _index_entry(data: Mapping[str, Any], json_path: Path) -> dict[str, Any]:
@@ -300,7 +283,7 @@ def _environment() -> jinja2.Environment:
     env.filters.update(
         pct=fmt_pct, num=fmt_num, int=fmt_int, seconds=fmt_seconds, points=fmt_points, text=fmt_text
     )
-    env.globals.update(MISSING=MISSING, advisor_version=__version__)
+    env.globals.update(MISSING=MISSING, advisor_version=__version__, strategy_colours=STRATEGY_COLOURS)
     return env
 
 
@@ -371,7 +354,7 @@ def fmt_text(x: Any) -> str:
 def _strategy_label(strategy: Any) -> str:
     if not strategy:
         return ""
-    return STRATEGY_LABELS.get(str(strategy), str(strategy).replace("_", " "))
+    return catalogue.label(str(strategy))
 
 
 def _badge(strategy: Any) -> dict[str, str] | None:
@@ -968,6 +951,8 @@ def _thumbnails(dataset: Mapping[str, Any]) -> list[dict[str, Any]]:
     The JSON holds paths as :func:`~advisor.data.display_name` text; the file is opened under its
     raw name (:func:`~advisor.data.parse_display_name`), or as written when only that exists.
     """
+    if not _mapping(dataset.get("thumbnails")):
+        return []  # nothing to decode: the decoder (advisor.data, which loads torch) is not needed
     from PIL import ImageOps
 
     from advisor.data import ImageLoadError, display_name, load_image, parse_display_name
@@ -1050,7 +1035,7 @@ def _skipped_view(dataset: Mapping[str, Any]) -> dict[str, Any]:
     ``skipped_total`` and ``skipped_by_reason`` cover all of them. An older JSON without
     them lists every entry, so the counts are taken from the list.
     """
-    from advisor.data import Skipped, summarize_skipped
+    from advisor.types import Skipped, summarize_skipped
 
     def text(x: Any) -> str:
         return "" if x is None else str(x)

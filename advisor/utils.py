@@ -11,6 +11,7 @@ import math
 import numbers
 import os
 import platform
+import re
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
@@ -25,9 +26,10 @@ __all__ = [
     "cache_root",
     "check_writable",
     "default_permissions",
+    "human_bytes",
     "json_clean",
-    "notice",
     "progress_bar",
+    "safe_name",
     "shown",
     "versions",
 ]
@@ -48,9 +50,32 @@ def shown(path: str | os.PathLike) -> str:
     return "'" + text.replace("\n", "\\n").replace("\r", "\\r") + "'"
 
 
-def notice(message: str) -> None:
-    """One line on stderr, prefixed ``advisor:`` (a cache rebuilt, a bad line skipped, ...)."""
-    print(f"advisor: {message}", file=sys.stderr, flush=True)
+def safe_name(text: str, *, default: str) -> str:
+    """``text`` as a file name that is safe everywhere (timm's ``make_safe``): every run of
+    characters other than ASCII letters, digits, ``.``, ``_`` and ``-`` becomes one ``_``, leading
+    and trailing dots and underscores go; ``default`` when nothing is left.
+
+    Example:
+        >>> safe_name("my pets (v2)!", default="data"), safe_name("données", default="data")
+        ('my_pets_v2', 'donn_es')
+        >>> safe_name("../..", default="report")
+        'report'
+    """
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or default
+
+
+def human_bytes(nbytes: float) -> str:
+    """A size in binary units, as ``advisor cache info`` prints it.
+
+    Example:
+        >>> human_bytes(512), human_bytes(3 * 2**20), human_bytes(5 * 2**40)
+        ('512 B', '3.0 MiB', '5120.0 GiB')
+    """
+    for unit in ("B", "KiB", "MiB"):
+        if nbytes < 1024:
+            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1024
+    return f"{nbytes:.1f} GiB"
 
 
 def check_writable(folder: str | os.PathLike, what: str) -> Path:

@@ -36,7 +36,6 @@ from advisor.bench import (
     verdict,
 )
 from advisor.bench import runner as runner_mod
-from advisor.bench.results import STRATEGY_INFO
 from advisor.data import scan
 from advisor.demo import make_demo
 
@@ -235,15 +234,11 @@ def test_rank_correlation_of_transferability_scores():
     assert rank_correlation(runs, None) is None
 
 
-def test_unknown_strategy_lists_valid_names_and_the_registry_matches_its_torch_free_mirror():
+def test_unknown_strategy_lists_valid_names():
     with pytest.raises(ValueError, match="freeze, partial, finetune"):
         get_strategy("fine-tune")
-    with pytest.raises(ValueError, match="valid strategies"):
+    with pytest.raises(ValueError, match="valid strategies: freeze, partial, finetune"):
         BenchConfig(strategies=("freeze", "linear"))
-    assert list(STRATEGY_INFO) == list(STRATEGIES)
-    for name, cls in STRATEGIES.items():
-        info = STRATEGY_INFO[name]
-        assert (info.cost_rank, info.pretrained, info.verdict) == (cls.cost_rank, cls.is_pretrained(), cls.verdict)
 
 
 def test_results_module_imports_no_torch():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import pickle
 import stat
@@ -72,12 +73,8 @@ def _expected(path: str, size: int = SIZE, interpolation: str = "bilinear") -> t
     return torch.from_numpy(np.array(resize(load_image(path, draft_size=(size, size))))).permute(2, 0, 1)
 
 
-def _lines(text: str) -> list[str]:
-    return [line for line in text.splitlines() if line.strip()]
-
-
 @pytest.mark.parametrize("interpolation", ["bilinear", "bicubic"])
-def test_stores_the_eval_resize_and_reports_failures(photos, tmp_path, capfd, interpolation):
+def test_stores_the_eval_resize_and_reports_failures(photos, tmp_path, caplog, interpolation):
     cache = open_image_cache(photos, fingerprint="fp-1", size=SIZE, interpolation=interpolation,
                              cache_dir=tmp_path / "c", num_workers=0)
     good = photos[:-1]
@@ -102,7 +99,7 @@ def test_stores_the_eval_resize_and_reports_failures(photos, tmp_path, capfd, in
     assert (again.built, again.reused, again.path) == (0, len(photos), cache.path)
     assert [f.path for f in again.failures] == [photos[-1].path]  # reported again, not decoded again
     assert again.to_dict() == {"path": str(cache.path), "built": 0, "reused": len(photos)}
-    assert capfd.readouterr().err == ""
+    assert caplog.messages == []
 
 
 def test_new_samples_extend_the_file_and_old_ones_are_not_decoded_again(photos, tmp_path, monkeypatch):
@@ -121,7 +118,8 @@ def test_new_samples_extend_the_file_and_old_ones_are_not_decoded_again(photos, 
     assert torch.equal(first.image(photos[0].path), old[photos[0].path])
 
 
-def test_two_openers_at_once_decode_each_image_once(photos, tmp_path, monkeypatch, capfd):
+def test_two_openers_at_once_decode_each_image_once(photos, tmp_path, monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="advisor")  # waiting is news, not a problem
     # Two threads, each with its own FileLock on its own file descriptor: the OS lock excludes
     # them exactly as it excludes two processes (benchmarks/loader_speed.py runs 4 processes).
     decode = imagecache.StoredImage.__call__
@@ -140,7 +138,7 @@ def test_two_openers_at_once_decode_each_image_once(photos, tmp_path, monkeypatc
         t.join(timeout=60)
     assert sum(r["built"] for r in reports) == len(photos)
     assert sorted(r["reused"] for r in reports) == [0, len(photos)]
-    assert "waiting for another process" in capfd.readouterr().err
+    assert "waiting for another process" in caplog.text
 
 
 def _rewrite_index(path: Path, edit) -> None:
@@ -181,14 +179,14 @@ def _damage(path: Path, how: str, other: Path) -> None:
 
 @pytest.mark.parametrize("how", ["truncated", "index_byte", "magic", "old_version", "empty", "foreign",
                                  "bad_offsets", "bad_shape"])
-def test_damaged_file_is_rebuilt_with_a_one_line_notice(photos, tmp_path, capfd, how):
+def test_damaged_file_is_rebuilt_with_a_one_line_notice(photos, tmp_path, caplog, how):
     some = photos[:4]
     cache = _open(some, tmp_path / "c")
     foreign = open_image_cache(some, fingerprint="fp-1", size=SIZE + 8, cache_dir=tmp_path / "other", num_workers=0)
     _damage(cache.path, how, foreign.path)
-    capfd.readouterr()
+    caplog.clear()
     again = _open(some, tmp_path / "c")
-    lines = _lines(capfd.readouterr().err)
+    lines = caplog.messages
     assert len(lines) == 1 and str(cache.path) in lines[0] and "rebuilding" in lines[0], lines
     assert "Traceback" not in lines[0]
     assert (again.built, again.reused) == (len(some), 0)
@@ -196,7 +194,7 @@ def test_damaged_file_is_rebuilt_with_a_one_line_notice(photos, tmp_path, capfd,
         assert torch.equal(again.image(s.path), _expected(s.path))
 
 
-def test_changed_source_file_is_decoded_again(photos, tmp_path, capfd):
+def test_changed_source_file_is_decoded_again(photos, tmp_path, caplog):
     cache = _open(photos[:4], tmp_path / "c")
     target = photos[0].path
     Image.open(target).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(target, format="JPEG", quality=95)
@@ -205,14 +203,14 @@ def test_changed_source_file_is_decoded_again(photos, tmp_path, capfd):
     assert (again.built, again.reused) == (1, 3)
     assert torch.equal(again.image(target), _expected(target))
     assert not torch.equal(again.image(target), cache.image(target))
-    assert "1 source image(s) changed" in capfd.readouterr().err
+    assert "1 source image(s) changed" in caplog.text
 
 
-def test_unwritable_cache_folder_falls_back_to_streaming(photos, tmp_path, capfd, monkeypatch):
+def test_unwritable_cache_folder_falls_back_to_streaming(photos, tmp_path, caplog, monkeypatch):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     assert _open(photos[:3], blocker / "images") is None
-    lines = _lines(capfd.readouterr().err)
+    lines = caplog.messages
     assert len(lines) == 1 and str(blocker / "images") in lines[0] and "from their files" in lines[0]
 
     # A complete file in a folder that has become read-only is still served (no lock needed);
@@ -223,14 +221,14 @@ def test_unwritable_cache_folder_falls_back_to_streaming(photos, tmp_path, capfd
         raise PermissionError(errno.EACCES, "Permission denied")
 
     monkeypatch.setattr(imagecache, "FileLock", no_lock)
-    capfd.readouterr()
+    caplog.clear()
     assert _open(photos[:3], tmp_path / "c").built == 0
     assert _open(photos[:5], tmp_path / "c") is None
-    lines = _lines(capfd.readouterr().err)
+    lines = caplog.messages
     assert len(lines) == 1 and "Permission denied" in lines[0]
 
 
-def test_disk_full_leaves_no_partial_file(photos, tmp_path, capfd, monkeypatch):
+def test_disk_full_leaves_no_partial_file(photos, tmp_path, caplog, monkeypatch):
     calls = []
 
     def full_disk(fh, data):
@@ -242,7 +240,7 @@ def test_disk_full_leaves_no_partial_file(photos, tmp_path, capfd, monkeypatch):
     monkeypatch.setattr(imagecache, "_write", full_disk)
     folder = tmp_path / "c"
     assert _open(photos, folder) is None
-    lines = _lines(capfd.readouterr().err)
+    lines = caplog.messages
     assert len(lines) == 1 and str(folder) in lines[0] and "free some space" in lines[0], lines
     assert sorted(p.name for p in folder.iterdir() if not p.name.endswith(".lock")) == []
 
@@ -250,7 +248,7 @@ def test_disk_full_leaves_no_partial_file(photos, tmp_path, capfd, monkeypatch):
     monkeypatch.setattr(imagecache, "_write", lambda fh, data: fh.write(data))
     monkeypatch.setattr(imagecache.shutil, "disk_usage", lambda _p: type("U", (), {"free": 1000})())
     assert _open(photos, folder) is None
-    assert "no space for the image cache" in capfd.readouterr().err
+    assert "no space for the image cache" in caplog.messages[-1]
     assert cache_info(folder) == []
 
 

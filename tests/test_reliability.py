@@ -34,7 +34,7 @@ def _invoke(*args: str):
 
 
 @pytest.mark.parametrize("damage", ["truncated", "other content", "another version", "another key"])
-def test_a_damaged_feature_cache_entry_is_reported_and_recomputed(tiny_image_folder, tmp_path, capfd, damage):
+def test_a_damaged_feature_cache_entry_is_reported_and_recomputed(tiny_image_folder, tmp_path, caplog, damage):
     ds = scan(tiny_image_folder)
     bb = get_backbone("resnet18", weights=None)
     cache = tmp_path / "features"
@@ -53,24 +53,23 @@ def test_a_damaged_feature_cache_entry_is_reported_and_recomputed(tiny_image_fol
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
         with open(entry, "wb") as fh:
             np.savez(fh, **arrays)
-    capfd.readouterr()
+    caplog.clear()
     again = extract_features(bb, ds.samples, **kwargs)
-    err = capfd.readouterr().err
     assert again.cached is False  # recomputed, never trusted
     assert np.array_equal(again.embeddings, good.embeddings)
-    (line,) = [line for line in err.splitlines() if "feature cache" in line]
+    (line,) = [line for line in caplog.messages if "feature cache" in line]
     assert str(entry) in line and "computing the features again" in line
     assert extract_features(bb, ds.samples, **kwargs).cached is True  # rewritten whole
 
 
-def test_an_unwritable_feature_cache_costs_speed_not_the_run(tiny_image_folder, tmp_path, capfd):
+def test_an_unwritable_feature_cache_costs_speed_not_the_run(tiny_image_folder, tmp_path, caplog):
     ds = scan(tiny_image_folder)
     blocker = tmp_path / "file-not-folder"
     blocker.write_text("x")
     feats = extract_features(get_backbone("resnet18", weights=None), ds.samples, image_size=32, num_workers=0,
                              cache_dir=blocker / "features", fingerprint=ds.fingerprint(), image_cache_dir="")
     assert len(feats.labels) == 8
-    assert "cannot write the feature cache" in capfd.readouterr().err
+    assert "cannot write the feature cache" in caplog.text
 
 
 # --------------------------------------------------------------------------- architecture facts
@@ -78,7 +77,7 @@ def test_an_unwritable_feature_cache_costs_speed_not_the_run(tiny_image_folder, 
 
 @pytest.mark.parametrize("content", ["{not json", '["a", "list"]', '{"version": 99, "facts": {}}',
                                      '{"version": 1, "facts": {"resnet18": ["torchvision", -1, 512, 224, true]}}'])
-def test_a_damaged_backbone_facts_cache_is_reported_and_rebuilt(tmp_path, monkeypatch, capfd, content):
+def test_a_damaged_backbone_facts_cache_is_reported_and_rebuilt(tmp_path, monkeypatch, caplog, content):
     monkeypatch.setenv("ADVISOR_CACHE", str(tmp_path))
     backbones_mod._info_cache.cache_clear()
     path = backbones_mod._info_cache_file()
@@ -90,7 +89,7 @@ def test_a_damaged_backbone_facts_cache_is_reported_and_rebuilt(tmp_path, monkey
         backbones_mod._info_cache.cache_clear()
     assert (info.embedding_dim, info.image_size, info.has_batchnorm) == (512, 224, True)
     assert info.num_params > 11_000_000
-    line = next(line for line in capfd.readouterr().err.splitlines() if "backbone facts cache" in line)
+    line = next(line for line in caplog.messages if "backbone facts cache" in line)
     assert str(path) in line
     assert json.loads(path.read_text())["facts"]["resnet18"][2] == 512  # rebuilt whole
 
@@ -102,7 +101,7 @@ def _run(strategy: str, acc: float) -> RunResult:
     return RunResult(backbone="resnet18", strategy=strategy, seed=0, status="ok", accuracy=acc, key=strategy)
 
 
-def test_a_corrupt_line_in_the_middle_keeps_every_good_line_and_is_reported(tmp_path, capfd):
+def test_a_corrupt_line_in_the_middle_keeps_every_good_line_and_is_reported(tmp_path, caplog):
     path = tmp_path / "runs.jsonl"
     append_result(path, _run("freeze", 0.8))
     with open(path, "ab") as fh:
@@ -111,10 +110,11 @@ def test_a_corrupt_line_in_the_middle_keeps_every_good_line_and_is_reported(tmp_
     path.write_bytes(path.read_bytes() + b'{"backbone": "resn')  # and a torn last line
     runs = read_results(path, report=True)
     assert [(r.strategy, r.accuracy) for r in runs] == [("freeze", 0.8), ("finetune", 0.9)]
-    err = capfd.readouterr().err.splitlines()
+    err = caplog.messages
     assert [line.split(", line ")[1].split(":")[0] for line in err] == ["2", "3", "5"]
     assert "not a run record" in err[0] and "cut short" in err[2] and str(path) in err[0]
-    assert read_results(path) == runs and capfd.readouterr().err == ""  # quiet unless asked
+    caplog.clear()
+    assert read_results(path) == runs and caplog.messages == []  # quiet unless asked
 
 
 def test_bench_names_a_corrupt_results_line_once_and_retrains_only_that_run(tiny_image_folder, tmp_path):
@@ -130,6 +130,7 @@ def test_bench_names_a_corrupt_results_line_once_and_retrains_only_that_run(tiny
     again = _invoke(*args)
     named = [line for line in again.stderr.splitlines() if "line 2" in line]
     assert len(named) == 1 and "not a run record" in named[0] and str(results) in named[0]
+    assert named[0].startswith("advisor: results file")  # the CLI shows the library's log, once
     doc = json.loads(again.stdout)
     assert sorted(r["trained"] for r in doc["runs"]) == [False, False, False, True]  # only the lost run
     assert sorted(r["accuracy"] for r in doc["runs"]) == sorted(r["accuracy"] for r in first["runs"])

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["AUTO", "AUTO_FRACTIONS", "BenchConfig", "START_METHODS", "fit_share"]
+from advisor.catalogue import STRATEGIES, get_strategy_info
+from advisor.protocol import SELECTION_FRACTION, VAL_FRACTION
+
+__all__ = ["AUTO", "AUTO_FRACTIONS", "BenchConfig", "START_METHODS"]
 
 #: ``epochs=AUTO``: train until the selection accuracy stops improving (early stopping).
 AUTO = "auto"
@@ -22,7 +24,7 @@ class BenchConfig:
     """Options of a benchmark.
 
     Attributes:
-        strategies: Names from :data:`advisor.bench.STRATEGIES`, in the order they run.
+        strategies: Names from :data:`advisor.catalogue.STRATEGIES`, in the order they run.
         epochs: ``"auto"`` (default): each network strategy trains until its accuracy on the
             selection split stops improving (``patience`` epochs without a gain of
             ``min_delta``), at most ``max_epochs`` (per strategy by default: 30, scratch 60),
@@ -83,8 +85,8 @@ class BenchConfig:
     device: str = "auto"
     tune: bool = False
     margin: float = 0.02
-    val_fraction: float = 0.2
-    selection_fraction: float = 0.2
+    val_fraction: float = VAL_FRACTION
+    selection_fraction: float = SELECTION_FRACTION
     patience: int = 3
     min_delta: float = 0.005
     max_epochs: int | None = None
@@ -99,9 +101,6 @@ class BenchConfig:
     lpft: bool = False
 
     def __post_init__(self) -> None:
-        # The registry's facts without importing torch (a test checks both agree).
-        from advisor.bench.results import STRATEGY_INFO
-
         if self.fractions == AUTO:
             object.__setattr__(self, "fractions", AUTO_FRACTIONS)
         for name in ("strategies", "seeds", "fractions"):
@@ -114,10 +113,9 @@ class BenchConfig:
                 raise ValueError(f"fractions must lie in (0, 1], got {f!r}")
         object.__setattr__(self, "fractions", tuple(sorted({float(f) for f in self.fractions} | {1.0})))
         if not self.strategies:
-            raise ValueError("strategies is empty: name at least one of " + ", ".join(STRATEGY_INFO))
+            raise ValueError("strategies is empty: name at least one of " + ", ".join(STRATEGIES))
         for name in self.strategies:
-            if name not in STRATEGY_INFO:
-                raise ValueError(f"unknown strategy {name!r}; valid strategies: {', '.join(STRATEGY_INFO)}")
+            get_strategy_info(name)  # an unknown name raises, listing the valid ones
         if len(set(self.strategies)) != len(self.strategies):
             raise ValueError(f"strategies lists a name twice: {', '.join(self.strategies)}")
         if not self.seeds:
@@ -161,30 +159,3 @@ class BenchConfig:
     def from_dict(cls, d: dict[str, Any]) -> "BenchConfig":
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
-
-
-def fit_share(splits: Iterable[str], config: BenchConfig | None = None) -> tuple[float, str]:
-    """The share of a class's images that the bench fits on, by its split rule, and what it is a
-    share of: the unit of "images per class" everywhere (thresholds, advice, curves, reports).
-
-    Args:
-        splits: The data folder's split names (``Dataset.splits``; empty for one folder per class).
-        config: The bench's options (default: :class:`BenchConfig`'s).
-
-    Returns:
-        ``(share, of)``: ``of`` is ``"train/"`` or ``"the folder"``.
-
-    Example:
-        >>> fit_share([])
-        (0.64, 'the folder')
-        >>> fit_share(["train", "val"]), fit_share(["train", "val", "test"])
-        ((0.8, 'train/'), (1.0, 'train/'))
-    """
-    config = config or BenchConfig()
-    splits = set(splits)
-    carve = (1.0 - config.selection_fraction) if config.needs_selection else 1.0
-    if "train" in splits and "val" in splits and "test" in splits:
-        return 1.0, "train/"
-    if "train" in splits and splits & {"val", "test"}:
-        return round(carve, 6), "train/"
-    return round((1.0 - config.val_fraction) * carve, 6), "the folder"

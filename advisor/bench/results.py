@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import math
 import os
 from collections.abc import Sequence
@@ -19,14 +20,17 @@ from typing import Any
 import numpy as np
 
 from advisor import metrics
-from advisor.utils import OutputError, json_clean, notice, shown
+from advisor.catalogue import STRATEGIES, StrategyInfo, carried_by
+from advisor.protocol import EPS as _EPS
+from advisor.utils import OutputError, json_clean, shown
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "KEY_VERSION",
     "RANK_METRICS",
     "BenchResult",
     "RunResult",
-    "StrategyInfo",
     "agreement",
     "append_result",
     "decode_correct",
@@ -48,32 +52,6 @@ __all__ = [
 KEY_VERSION = 3
 #: Transferability scores compared with the measured ranking of backbones.
 RANK_METRICS = ("linear_probe", "knn_probe", "logme", "leep", "nce", "hscore")
-_EPS = 1e-9  # accuracies are means of fractions: compare them with a little slack
-
-
-@dataclass(frozen=True)
-class StrategyInfo:
-    """What the verdict needs to know of a strategy (the registry's facts, without torch).
-
-    Attributes:
-        cost_rank: Cheaper strategies win ties (freeze 0, partial 1, the others 2).
-        pretrained: Whether it starts from pretrained weights.
-        verdict: Its name in the advice's vocabulary (freeze, finetune, not_worth_using).
-    """
-
-    cost_rank: int
-    pretrained: bool
-    verdict: str
-
-
-#: Mirrors :data:`advisor.bench.STRATEGIES` (a test checks they agree), in cost order.
-STRATEGY_INFO: dict[str, StrategyInfo] = {
-    "freeze": StrategyInfo(0, True, "freeze"),
-    "partial": StrategyInfo(1, True, "finetune"),
-    "finetune": StrategyInfo(2, True, "finetune"),
-    "freeze_unfreeze": StrategyInfo(2, True, "finetune"),
-    "scratch": StrategyInfo(2, False, "not_worth_using"),
-}
 
 
 # --------------------------------------------------------------------------- records
@@ -315,9 +293,9 @@ def read_results(path: str | os.PathLike, *, report: bool = False) -> list[RunRe
         except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
             if report:
                 cut = number == len(lines) and not raw.endswith(b"\n")
-                notice(f"results file {shown(path)}, line {number}: "
-                       + ("cut short (an interrupted write)" if cut else "not a run record")
-                       + "; skipped, that run will be trained again")
+                log.warning(f"results file {shown(path)}, line {number}: "
+                            + ("cut short (an interrupted write)" if cut else "not a run record")
+                            + "; skipped, that run will be trained again")
     return runs
 
 
@@ -431,7 +409,8 @@ def _pct(x: float) -> str:
 
 
 def _info(name: str) -> StrategyInfo:
-    return STRATEGY_INFO.get(name) or StrategyInfo(2, True, name)
+    """The catalogue's entry; a name it lacks (a results file from elsewhere) is costly and pretrained."""
+    return STRATEGIES.get(name) or StrategyInfo(name, 2, True, name, name, None, "")
 
 
 def _noise(p: float, n: int | None) -> float | None:
@@ -518,7 +497,7 @@ def _backbone_verdict(backbone: str, rows: dict[str, dict[str, Any]], runs: dict
         return {**base, "strategy": None, "verdict": None, "accuracy": None, "near_tie": None, "notes": [],
                 "tolerance": margin, "tolerance_method": "margin", "pairs": [],
                 "rule": f"{backbone}: no pretrained strategy finished, so no verdict (margin {100 * margin:.1f} points)."}
-    order = list(STRATEGY_INFO)
+    order = list(STRATEGIES)
     best_name = max(means, key=lambda s: means[s])
     best = means[best_name]
     # Each strategy is compared with the best on the same images: the tolerance of that pair is
@@ -645,11 +624,6 @@ def verdict(runs: Sequence[RunResult], *, margin: float) -> dict[str, Any]:
             "accuracy": top["accuracy"], "rule": rule, "margin": margin, "per_backbone": per_backbone}
 
 
-#: The advice's vocabulary -> the strategies whose runs carry it out.
-_CARRIED_BY = {"freeze": ("freeze",), "finetune": ("finetune", "partial", "freeze_unfreeze"),
-               "not_worth_using": ("scratch",)}
-
-
 def agreement(recommendation: dict[str, Any] | None, winner: dict[str, Any],
               runs: Sequence[RunResult]) -> tuple[bool | None, str | None]:
     """Whether the measured verdict for the advised backbone is the advice, and a note.
@@ -673,7 +647,7 @@ def agreement(recommendation: dict[str, Any] | None, winner: dict[str, Any],
     if backbone not in per:
         return None, f"the advised backbone {backbone} was not benched, or none of its runs finished"
     mine = [r for r in runs if r.backbone == backbone]
-    carriers = _CARRIED_BY.get(advice, (advice,))
+    carriers = carried_by(advice)
     benched = [r for r in mine if r.strategy in carriers]
     if not benched:
         return None, (f"the advice ({advice}) was not benched on {backbone}: run the bench with "

@@ -1,14 +1,8 @@
 """Recipes and strategies: the ways to use a backbone, as small objects with named hooks.
 
-Registered in :data:`STRATEGIES`, cheapest first:
-
-- ``freeze``: the backbone is frozen (BatchNorm in eval mode) and a linear classifier is fitted
-  on its cached embeddings.
-- ``partial``: only the last stage(s) of the backbone and the head train.
-- ``finetune``: every layer trains, the backbone at a lower learning rate than the head.
-- ``freeze_unfreeze``: the head alone for the first third of the epochs, then every layer.
-- ``scratch``: the same architecture from random weights (what "not worth using" is measured
-  against).
+Registered in :data:`STRATEGIES`, cheapest first: one class per entry of the torch-free
+:data:`advisor.catalogue.STRATEGIES`, whose facts (cost rank, weights, verdict word) the classes
+read from there.
 
 Each recipe is defined once here: the benchmark trains with it and ``advisor recommend``
 suggests it (:func:`suggested_settings`).
@@ -21,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from torch import nn
 
+from advisor import catalogue
 from advisor.backbones import Backbone, get_backbone
 from advisor.bench.config import AUTO, BenchConfig
 
@@ -237,18 +232,15 @@ def _backbone_bn(backbone: Backbone) -> list[nn.Module]:
 class Strategy:
     """A way to use a backbone, as named hooks around one training loop.
 
-    Subclasses set the class attributes and override the hooks they need:
+    Subclasses set :attr:`name` and override the hooks they need:
     :meth:`default_recipe`, :meth:`configure` (new head, what trains, the BatchNorm policy,
     optimiser parameter groups), :meth:`on_train_epoch_start` and, for a different kind of
     training altogether, :meth:`fit`.
 
     Attributes:
-        name: Registry name.
-        cost_rank: Cost order used by the verdict (cheapest wins ties): freeze 0, partial 1,
-            finetune 2, scratch 2.
-        weights: ``"imagenet"`` or ``None`` (random initialisation).
-        verdict: What the verdict calls this strategy when it wins, in the advice's vocabulary
-            (``advisor.decide.STRATEGIES``: freeze, finetune, not_worth_using).
+        name: Registry name: an entry of :data:`advisor.catalogue.STRATEGIES`.
+        info: That entry; ``cost_rank``, ``weights`` (``"imagenet"`` or ``None``, random
+            initialisation) and ``verdict`` are read from it.
         recipe: The :class:`Recipe` it trains with.
 
     Example:
@@ -258,9 +250,16 @@ class Strategy:
     """
 
     name: ClassVar[str] = ""
-    cost_rank: ClassVar[int] = 2
-    weights: ClassVar[str | None] = "imagenet"
-    verdict: ClassVar[str] = ""
+    info: ClassVar[catalogue.StrategyInfo]
+    cost_rank: ClassVar[int]
+    weights: ClassVar[str | None]
+    verdict: ClassVar[str]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.info = catalogue.get_strategy_info(cls.name)  # a name outside the catalogue raises here
+        cls.cost_rank, cls.verdict = cls.info.cost_rank, cls.info.verdict
+        cls.weights = "imagenet" if cls.info.pretrained else None
 
     def __init__(self, recipe: Recipe | None = None) -> None:
         self.recipe = recipe if recipe is not None else self.default_recipe(BenchConfig())
@@ -362,8 +361,6 @@ class Freeze(Strategy):
     """
 
     name = "freeze"
-    cost_rank = 0
-    verdict = "freeze"
 
     def default_recipe(self, config: BenchConfig) -> Recipe:
         return Recipe(
@@ -398,8 +395,6 @@ class Finetune(Strategy):
     """
 
     name = "finetune"
-    cost_rank = 2
-    verdict = "finetune"
 
     head_fitted: bool = False
 
@@ -441,8 +436,6 @@ class Partial(Strategy):
     """
 
     name = "partial"
-    cost_rank = 1
-    verdict = "finetune"  # the advice's vocabulary (advisor.decide.STRATEGIES) has no "partial"
     tail_share: ClassVar[float] = 0.25
 
     def default_recipe(self, config: BenchConfig) -> Recipe:
@@ -482,8 +475,6 @@ class FreezeUnfreeze(Finetune):
     """
 
     name = "freeze_unfreeze"
-    cost_rank = 2
-    verdict = "finetune"
 
     def default_recipe(self, config: BenchConfig) -> Recipe:
         unfreeze = 3 if config.early_stopping else max(1, int(config.epochs) // 3)
@@ -512,9 +503,6 @@ class Scratch(Finetune):
     """
 
     name = "scratch"
-    cost_rank = 2
-    weights = None
-    verdict = "not_worth_using"
 
     def default_recipe(self, config: BenchConfig) -> Recipe:
         return _network_recipe(config, self.name, pretrained=False, lr_head=3e-3, lr_backbone=3e-3,
@@ -560,10 +548,6 @@ def get_strategy(name: str) -> type[Strategy]:
         raise ValueError(f"unknown strategy {name!r}; valid strategies: {', '.join(STRATEGIES)}") from None
 
 
-#: The advice's vocabulary -> the strategy that carries it out.
-_ADVICE = {"freeze": "freeze", "finetune": "finetune", "not_worth_using": "scratch"}
-
-
 def suggested_settings(advice: str, backbone: str, image_size: int, *,
                        config: BenchConfig = BenchConfig()) -> dict[str, Any]:
     """The recipe ``advisor bench`` trains an advised strategy with, as settings to suggest.
@@ -573,7 +557,7 @@ def suggested_settings(advice: str, backbone: str, image_size: int, *,
         >>> s["strategy"], s["backbone_lr"], s["epochs"]
         ('finetune', 0.001, 'auto: until the selection accuracy stops improving, at most 30')
     """
-    name = _ADVICE[advice]
+    name = catalogue.suggested_strategy(advice)
     recipe = get_strategy(name)().default_recipe(config)
     if name == "freeze":
         epochs = None

@@ -29,6 +29,7 @@ from advisor.augment import center_crop, random_resized_crop
 from advisor.data import ImageFolder, Sample, Skipped
 from advisor.imagecache import ImageCache, StoredImage, open_image_cache, tally_use
 from advisor.profile import Features, extract_features
+from advisor.protocol import EPS as _EPS
 from advisor.runtime import FP32, Precision, default_workers, derive_seed, isolated_random, seed_worker
 from advisor.utils import progress_bar
 
@@ -43,8 +44,6 @@ __all__ = [
     "fit_network",
     "train_run",
 ]
-
-_EPS = 1e-9
 
 
 @dataclass(frozen=True)
