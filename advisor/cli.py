@@ -381,8 +381,14 @@ def _bench_options(fn: Callable) -> Callable:
                      help="Comma-separated, from: " + "; ".join(
                          f"{s.name} ({s.help})" for s in catalogue.STRATEGIES.values()) + "."),
         click.option("--epochs", default="auto", show_default=True, callback=_epochs,
-                     help="'auto': train until the selection accuracy stops improving (early stopping); "
-                          "N: a fixed budget of N epochs, the last one evaluated."),
+                     help="'auto': warm up, hold the peak learning rate while the selection accuracy improves, "
+                          "then restore the best weights and cool down to 0; N: a fixed budget of N epochs "
+                          "(warm-up, cosine to 0), the last one evaluated."),
+        click.option("--lr-probe/--no-lr-probe", default=True, show_default=True,
+                     help="Choose each network's learning rate by a short probe (0.3x, 1x, 3x the default, "
+                          "2 epochs each) on the selection split."),
+        click.option("--lpft", is_flag=True,
+                     help="Fine-tune from the frozen strategy's fitted head (LP-FT) instead of a random one."),
         click.option("--max-epochs", type=click.IntRange(1),
                      help="With --epochs auto: cap of every strategy (default 30, scratch 60)."),
         click.option("--patience", default=3, show_default=True, type=click.IntRange(1),
@@ -413,8 +419,8 @@ def _bench_options(fn: Callable) -> Callable:
 @_executor_options
 @_friendly_errors
 def bench_cmd(data, backbones, per_class, sample_size, image_size, device, seed, weights, config_file,
-              threshold, no_cache, reference, out, as_json, quiet, strategies, epochs, max_epochs, patience, batch_size,
-              seeds, tune, margin, max_per_class, fractions, executor_name, address, cpus_per_run, gpus_per_run,
+              threshold, no_cache, reference, out, as_json, quiet, strategies, epochs, lr_probe, lpft, max_epochs,
+              patience, batch_size, seeds, tune, margin, max_per_class, fractions, executor_name, address, cpus_per_run, gpus_per_run,
               threads_per_run, max_retries, ship_data) -> None:
     """Train each strategy on DATA for each backbone, compare, and check the advice.
 
@@ -431,7 +437,7 @@ def bench_cmd(data, backbones, per_class, sample_size, image_size, device, seed,
         strategies=tuple(_csv(strategies) or ()), epochs=epochs, image_size=image_size, batch_size=batch_size,
         seeds=tuple(range(seed, seed + seeds)), device=device, tune=tune, margin=margin, max_epochs=max_epochs,
         patience=patience, cache_dir=pconfig.cache_dir, image_cache_dir=pconfig.image_cache_dir,
-        max_per_class=max_per_class, fractions=fractions, weights=pconfig.weights,
+        max_per_class=max_per_class, fractions=fractions, weights=pconfig.weights, lr_probe=lr_probe, lpft=lpft,
     )
     executor = _executor(executor_name, address, cpus_per_run, gpus_per_run, threads_per_run, max_retries, ship_data)
     with _cluster_errors(), _stdout_for_json_only(as_json):
