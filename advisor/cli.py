@@ -391,7 +391,7 @@ def _bench_options(fn: Callable) -> Callable:
                      help="Fine-tune from the frozen strategy's fitted head (LP-FT) instead of a random one."),
         click.option("--max-epochs", type=click.IntRange(1),
                      help="With --epochs auto: cap of every strategy (default 30, scratch 60)."),
-        click.option("--patience", default=3, show_default=True, type=click.IntRange(1),
+        click.option("--patience", default=5, show_default=True, type=click.IntRange(1),
                      help="With --epochs auto: epochs without improvement before stopping."),
         click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1)),
         click.option("--seeds", default=1, show_default=True, type=click.IntRange(1), help="Number of seeds per run."),
@@ -590,7 +590,7 @@ def demo_cmd(name: str, out: str, per_class: int, epochs: int | str, max_epochs:
              weights: str, profile_size: int | None, quiet: bool) -> None:
     """Run recommend, then bench, on an embedded dataset (no download needed)."""
     from advisor.bench import BenchConfig
-    from advisor.demo import make_demo
+    from advisor.demo import DEMO_BENCH, make_demo
     from advisor.pipeline import run_bench, run_recommend
     from advisor.profile import ProfileConfig
 
@@ -601,7 +601,7 @@ def demo_cmd(name: str, out: str, per_class: int, epochs: int | str, max_epochs:
     job = run_recommend(root, ["efficientnet_lite0"], config=pconfig, out=out, progress=not quiet)
     _print_recommendation(job.result, job.html)
     click.echo(f"\nbenchmarking freeze / finetune / scratch at {image_size} px to check the advice...")
-    config = BenchConfig(epochs=epochs, max_epochs=max_epochs, image_size=image_size, batch_size=32,
+    config = BenchConfig(**{**DEMO_BENCH, "max_epochs": max_epochs, "image_size": image_size}, epochs=epochs,
                          weights=pweights)
     job = run_bench(root, ["efficientnet_lite0"], config=config, profile_config=pconfig, out=out,
                     progress=not quiet)

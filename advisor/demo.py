@@ -22,9 +22,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-__all__ = ["DEMOS", "make_demo"]
+__all__ = ["DEMOS", "DEMO_BENCH", "make_demo"]
 
 DEMOS = ("digits", "photos", "microscopy", "shapes", "noise", "flat")
+#: ``advisor demo``'s bench options (``BenchConfig`` keywords): the digits are 8x8 images, and
+#: 112 px holds all they have; 20 epochs at most keeps the demo to a few minutes on a CPU.
+DEMO_BENCH = {"max_epochs": 20, "image_size": 112, "batch_size": 32}
 _MARKER = ".advisor-demo.json"  # options of the copy on disk
 
 

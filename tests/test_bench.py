@@ -288,7 +288,7 @@ def test_run_keys_hold_every_option_that_changes_a_result(digits):
     variants = [
         key(replace(base, weights=None)), key(replace(base, image_size=64)), key(replace(base, epochs=3)),
         key(replace(base, batch_size=8)), key(replace(base, val_fraction=0.3)), key(replace(base, max_per_class=4)),
-        key(replace(base, selection_fraction=0.3)), key(replace(base, patience=5)), key(replace(base, seeds=(1,))),
+        key(replace(base, selection_fraction=0.3)), key(replace(base, patience=4)), key(replace(base, seeds=(1,))),
         key(precision="bf16"),
     ]
     assert len({key(), *variants}) == len(variants) + 1
@@ -313,6 +313,13 @@ def test_tiny_real_run_measures_and_reports(digits, config, tmp_path):
         # A fixed budget without tuning selects nothing; the frozen head's L2 is cross-validated.
         assert (r.selection_accuracy is None) is (r.strategy != "freeze")
     assert result.protocol["selected_on"] is None and result.protocol["reported_on"].startswith("held out")
+    # Each run carries its per-image record and the tolerance it was judged by (against the best).
+    best = max(result.runs, key=lambda r: r.accuracy)
+    for r in result.runs:
+        assert len(r.correctness()) == 16 and r.correctness().mean() == pytest.approx(r.accuracy)
+        tol = r.details["tolerance"]
+        assert tol["against"] is None if r is best else (tol["against"] == best.strategy
+                                                         and tol["method"].startswith("paired"))
     finetune, scratch = result.runs[1], result.runs[2]
     assert finetune.curve[-1]["accuracy"] == finetune.accuracy
     assert finetune.recipe["lr_backbone"] < finetune.recipe["lr_head"]
@@ -348,14 +355,15 @@ def test_auto_holds_the_peak_then_cools_down_from_the_best_weights(digits, confi
         # Warm-up, then the peak is held: the learning rate never falls before the cool-down.
         assert [p["lr_factor"] for p in hold[warm:]] == [1.0] * len(hold[warm:])
         assert hold[0]["lr_factor"] < 1.0
-        # The cool-down: max(2, ceil(0.2 x epochs run)) epochs, the learning rate falling to 0.
-        assert len(cool) == max(2, int(np.ceil(0.2 * len(hold)))) and len(hold) <= 6
+        # The cool-down: max(3, ceil(0.3 x epochs run)) epochs, the learning rate falling to 0.
+        assert len(cool) == max(3, int(np.ceil(0.3 * len(hold)))) and len(hold) <= 6
         assert [p["lr_factor"] for p in cool] == sorted((p["lr_factor"] for p in cool), reverse=True)
         assert cool[0]["lr_factor"] == 1.0 and cool[-1]["lr_factor"] < 1.0
         assert r.epochs_run == len(r.curve) == len(hold) + len(cool)
-        # The best epoch of the whole run is evaluated, the cool-down included (ties to the cooled).
-        sel = [p["selection_accuracy"] for p in r.curve]
-        assert r.selection_accuracy == sel[r.best_epoch - 1] == max(sel)
+        # Only annealed weights are evaluated: the best cool-down epoch (ties to the later one).
+        sel = [p["selection_accuracy"] for p in cool]
+        best = max(i for i, a in enumerate(sel) if a == max(sel))
+        assert r.best_epoch == cool[best]["epoch"] and r.selection_accuracy == sel[best]
         assert r.converged is (len(hold) < 6) and r.learned in (True, False)
         assert r.recipe["budget"] == "auto" and "early stopping" in r.recipe["selection"]
     assert "auto" in result.protocol["budget"]
@@ -453,9 +461,12 @@ def test_the_key_holds_codes_and_versions_not_prose(digits, config, monkeypatch)
     assert (a.accuracy, [p["train_loss"] for p in a.curve]) == (b.accuracy, [p["train_loss"] for p in b.curve])
     monkeypatch.undo()
     # Another torch: another key (trained again), the same random streams (the same numbers).
-    monkeypatch.setattr(runner_mod, "versions", lambda: {"advisor": "0", "torch": "9.9", "torchvision": "0", "timm": "0"})
+    monkeypatch.setattr(runner_mod, "code_versions", lambda: {"advisor": "0", "torch": "9.9", "torchvision": "0", "timm": "0"})
     newer = {s.strategy: s for s in plan_runs(scan(digits), ["resnet18"], config)}
     assert newer["finetune"].key != base["finetune"].key and newer["finetune"].stream == base["finetune"].stream
+    # Every run's record names the versions that trained it.
+    assert set(a.details["versions"]) == {"advisor", "torch", "torchvision", "timm"}
+    assert torch.__version__.startswith(a.details["versions"]["torch"])
 
 def test_freeze_chooses_its_l2_by_cross_validation_over_the_fit_split(digits, config):
     (r,) = bench(digits, ["resnet18"], config=replace(config, epochs="auto", strategies=("freeze",))).runs

@@ -42,7 +42,10 @@ class BenchConfig:
             select epochs, learning rates and regularisation, when the folder has no split
             for it. A folder with ``train/``, ``val/`` and ``test/`` selects on ``val`` instead
             and reports ``test``.
-        patience: ``epochs="auto"``: epochs without improvement before stopping.
+        patience: ``epochs="auto"``: epochs without improvement before the cool-down starts. 5:
+            on a selection split of about 50 images the accuracy moves in jumps 3 to 5 epochs
+            apart (hymenoptera, fine-tuning: with 3, the hold stopped at epoch 5 and reported
+            83.0 % where 20 annealed epochs reached 86.9 %).
         min_delta: ``epochs="auto"``: smallest gain of selection accuracy that counts (0.005 =
             half a point).
         max_epochs: ``epochs="auto"``: cap of every strategy; ``None`` uses each strategy's own.
@@ -87,7 +90,7 @@ class BenchConfig:
     margin: float = 0.02
     val_fraction: float = VAL_FRACTION
     selection_fraction: float = SELECTION_FRACTION
-    patience: int = 3
+    patience: int = 5
     min_delta: float = 0.005
     max_epochs: int | None = None
     num_workers: int | None = None

@@ -22,17 +22,19 @@ import numpy as np
 from advisor import metrics
 from advisor.catalogue import STRATEGIES, StrategyInfo, carried_by
 from advisor.protocol import EPS as _EPS
-from advisor.utils import OutputError, json_clean, shown
+from advisor.utils import OutputError, json_clean, shown, versions
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "KEY_VERSION",
+    "KEY_VERSIONS",
     "RANK_METRICS",
     "BenchResult",
     "RunResult",
     "agreement",
     "append_result",
+    "code_versions",
     "decode_correct",
     "encode_correct",
     "rank_correlation",
@@ -50,6 +52,8 @@ __all__ = [
 #: and timm; the bench's protocol of issue 18 (hold and cool down, learning-rate probe, LP-FT,
 #: cross-validated head).
 KEY_VERSION = 3
+#: The libraries whose versions the run key holds: a new release may train to other numbers.
+KEY_VERSIONS = ("advisor", "torch", "torchvision", "timm")
 #: Transferability scores compared with the measured ranking of backbones.
 RANK_METRICS = ("linear_probe", "knn_probe", "logme", "leep", "nce", "hscore")
 
@@ -246,6 +250,11 @@ def decode_correct(text: str, n: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- results file
+
+
+def code_versions() -> dict[str, str | None]:
+    """The versions of :data:`KEY_VERSIONS`: part of every run key and of every run's record."""
+    return {k: v for k, v in versions().items() if k in KEY_VERSIONS}
 
 
 def run_key(payload: dict[str, Any]) -> str:

@@ -25,6 +25,7 @@ from advisor.backbones import backbone_info
 from advisor.bench.config import AUTO, BenchConfig
 from advisor.bench.executors import Executor, LocalExecutor, RunOptions
 from advisor.bench.results import (
+    code_versions,
     BenchResult,
     RunResult,
     agreement,
@@ -34,7 +35,7 @@ from advisor.bench.results import (
     summarize_runs,
     verdict,
 )
-from advisor.bench.strategies import COOLDOWN, CV_FOLDS, FALLBACK_EPOCHS, MAX_EPOCHS, PROBE_EPOCHS, TUNE_FACTORS, get_strategy
+from advisor.bench.strategies import COOLDOWN, CV_FOLDS, FALLBACK_EPOCHS, MAX_EPOCHS, MIN_COOLDOWN, PROBE_EPOCHS, TUNE_FACTORS, get_strategy
 from advisor.bench.training import RunSpec, train_run
 from advisor.curves import crossing_sentence, curves_from_runs
 from advisor.data import Dataset, Sample, scan, stratified_sample, stratified_split
@@ -45,10 +46,7 @@ from advisor.utils import versions
 #: Below this many selection images, the report warns that epochs and learning rates were chosen
 #: on noise (one image is 1 point or more; on 34 images a choice cost 8 points, issue 18).
 MIN_SELECTION = 100
-#: The libraries whose versions the run key holds: a new release may train to other numbers.
-KEY_VERSIONS = ("advisor", "torch", "torchvision", "timm")
-
-__all__ = ["KEY_VERSIONS", "Splits", "bench", "data_size", "make_splits", "nested_subset", "plan_runs"]
+__all__ = ["Splits", "bench", "data_size", "make_splits", "nested_subset", "plan_runs"]
 
 
 @dataclass(frozen=True)
@@ -161,7 +159,7 @@ def plan_runs(dataset: Dataset, backbones: Sequence[str], config: BenchConfig, *
     pool = tuple(sorted({s.path: s for sp in splits.values() for s in sp.fit + sp.select + sp.report}.values(),
                         key=lambda s: s.path))
     factors = TUNE_FACTORS if config.tune else (1.0,)
-    code = {k: v for k, v in versions().items() if k in KEY_VERSIONS}
+    code = code_versions()
     specs = []
     for name in backbones:
         size = int(config.image_size or backbone_info(name).image_size)
@@ -215,6 +213,20 @@ def data_size(runs: Sequence[RunResult], *, margin: float, seed: int = 0, chance
     n_report = [r.details.get("n_report") for r in runs if r.ok and r.details.get("n_report")]
     return curves_from_runs([p for p in points if p["images_per_class"]], margin=margin, tolerance=tolerance,
                             n_val=int(np.median(n_report)) if n_report else None, seed=seed, chance=chance)
+
+
+def _with_tolerances(runs: Sequence[RunResult], winner: dict[str, Any]) -> list[RunResult]:
+    """Each run carries the tolerance it was judged by: its pair with its backbone's best strategy."""
+    pairs = {(v["backbone"], p["strategy"]): p for v in winner.get("per_backbone") or () for p in v.get("pairs") or ()}
+    out = []
+    for r in runs:
+        pair = pairs.get((r.backbone, r.strategy))
+        if r.ok:
+            tol = ({k: pair[k] for k in ("against", "gap", "se", "tolerance", "method")} if pair else
+                   {"against": None, "note": "the best strategy of its backbone: the others are judged against it"})
+            r = replace(r, details={**r.details, "tolerance": tol})
+        out.append(r)
+    return out
 
 
 def _crossing_tolerance(v: dict[str, Any]) -> float:
@@ -321,6 +333,7 @@ def bench(
     summary_ds = summarize_dataset(dataset, header_sample, extra_skipped=execution.failures.values())
     first = make_splits(dataset, config, config.seeds[0])
     winner = verdict(runs, margin=config.margin)
+    runs = _with_tolerances(runs, winner)
     sizes = data_size(selected, margin=config.margin, seed=config.seeds[0], chance=chance,
                       tolerance={v["backbone"]: _crossing_tolerance(v) for v in winner["per_backbone"]})
     if sizes:
@@ -330,8 +343,8 @@ def bench(
               f"(patience {config.patience} epochs, at least {100 * config.min_delta:g} points, at most "
               + (f"{config.max_epochs}" if config.max_epochs else
                  ", ".join(f"{MAX_EPOCHS[s]} ({s})" for s in config.strategies if s in MAX_EPOCHS))
-              + f" epochs); then the best weights are restored and cooled down linearly to 0 over max(2, "
-              f"{100 * COOLDOWN:.0f} % of the epochs run); the best epoch of the whole run is evaluated"
+              + f" epochs); then the best weights are restored and cooled down linearly to 0 over "
+              f"max({MIN_COOLDOWN}, {100 * COOLDOWN:.0f} % of the epochs run); the best cool-down epoch is evaluated"
               if config.early_stopping and first.select else
               f"fixed: {FALLBACK_EPOCHS if config.early_stopping else config.epochs} epochs, warm-up then cosine to 0, "
               "the last one is evaluated" + (" (auto without a selection split: nothing to stop on)"
