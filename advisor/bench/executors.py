@@ -36,18 +36,19 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
-import multiprocessing
 import os
 import pickle
 import re
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -712,19 +713,33 @@ class _DriverGone(ExecutorError):
 
 
 class _DriverProcess:
-    """A process of its own that holds the Ray connection (:func:`_driver_main`), called through a pipe.
+    """A process of its own that holds the Ray connection (:func:`_driver_main`), called over a socket pair.
 
-    ``spawn``: a fork of a process that imported torch is unsafe, and the driver must not share
-    the caller's Ray state.
+    A plain ``python -c`` child, not ``multiprocessing``: a ``spawn`` child runs the caller's
+    main module again (a script without an ``if __name__ == "__main__"`` guard would start over),
+    and a fork of a process that imported torch is unsafe. It imports modules from the caller's
+    ``sys.path``, so that it runs the same advisor (and the same ``train`` function).
     """
 
     def __init__(self, settings: dict[str, Any]) -> None:
-        context = multiprocessing.get_context("spawn")
-        self.conn, theirs = context.Pipe()
-        self.process = context.Process(target=_driver_main, args=(theirs, settings), name="advisor-ray-driver")
-        self.process.start()
-        theirs.close()  # the pipe ends when the driver does
+        ours, theirs = socket.socketpair()
+        path = os.pathsep.join(p for p in sys.path if p)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [path, os.environ.get("PYTHONPATH")]))}
+        code = "import sys; from advisor.bench.executors import _driver_main; _driver_main(int(sys.argv[1]))"
+        with theirs:
+            self.process = subprocess.Popen([sys.executable, "-c", code, str(theirs.fileno())], env=env,
+                                            pass_fds=[theirs.fileno()])
+        self.conn = Connection(ours.detach())
+        self.conn.send(settings)  # over the socket, not the command line: an address may hold credentials
         self.busy = False
+
+    def _receive(self) -> Any:
+        """The driver's next message; :class:`_DriverGone` once it has ended (even if a process it
+        started still held the socket)."""
+        while not self.conn.poll(1.0):
+            if self.process.poll() is not None and not self.conn.poll(0):
+                raise EOFError
+        return self.conn.recv()
 
     def call(self, name: str, *args: Any, on_note: Callable[[str, Any], None] | None = None, **kwargs: Any) -> Any:
         """Run the driver's ``name`` and return its value or raise its exception; ``on_note`` gets
@@ -733,14 +748,15 @@ class _DriverProcess:
         try:
             self.conn.send((name, args, kwargs))
             while True:
-                kind, payload = self.conn.recv()
+                kind, payload = self._receive()
                 if kind != "note":
                     break
                 if on_note is not None:
                     on_note(*payload)
         except (EOFError, OSError):
-            self.process.join(timeout=30)
-            raise _DriverGone(self.process.exitcode) from None
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=30)
+            raise _DriverGone(self.process.returncode) from None
         self.busy = False
         if kind == "raise":
             raise payload
@@ -748,22 +764,24 @@ class _DriverProcess:
 
     def stop(self, timeout: float = 60.0) -> None:
         """Ask the driver to disconnect and end; interrupt it first when a call is in flight (Ctrl-C)."""
-        if self.process.is_alive():
+        if self.process.poll() is None:
             if self.busy:  # the grid cancels its tasks, as on Ctrl-C in the foreground
                 with contextlib.suppress(OSError):
-                    os.kill(self.process.pid, signal.SIGINT)
+                    self.process.send_signal(signal.SIGINT)
             with contextlib.suppress(OSError, ValueError):
                 self.conn.send(("close", (), {}))
             deadline = time.monotonic() + timeout
-            while self.process.is_alive() and time.monotonic() < deadline:
+            while self.process.poll() is None and time.monotonic() < deadline:
                 try:
                     if self.conn.poll(0.2):
-                        self.conn.recv()  # drain what it still sends, so that it never blocks on a full pipe
+                        self.conn.recv()  # drain what it still sends, so that it never blocks on a full socket
                 except (EOFError, OSError):
-                    self.process.join(timeout=max(0.0, deadline - time.monotonic()))
-            if self.process.is_alive():
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        self.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            if self.process.poll() is None:
                 self.process.terminate()
-            self.process.join(timeout=10)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=10)
         self.conn.close()
 
 
@@ -777,9 +795,11 @@ def _sendable(value: tuple[str, Any]) -> tuple[str, Any]:
     return value
 
 
-def _driver_main(conn: Any, settings: dict[str, Any]) -> None:
+def _driver_main(fd: int) -> None:
     """The driver process: connects to Ray and runs the parent's calls, one at a time, until ``close``."""
-    executor = RayExecutor(**settings)
+    os.set_inheritable(fd, False)  # the processes Ray starts must not keep the parent's socket open
+    conn = Connection(fd)
+    executor = RayExecutor(**conn.recv())
     executor._note = lambda kind, payload: conn.send(("note", (kind, payload)))
     calls = {"connect": executor._connect, "placement": executor.placement, "run": executor.run,
              "profile": executor.profile}
@@ -829,8 +849,9 @@ class RayExecutor(Executor):
         poll_seconds: How often to look again at runs another driver holds.
 
     Where the connection lives: a process that called ``ray.init`` keeps its connection, and
-    with it Ray's rule that ends the process when the node's raylet, object store or GCS is lost.
-    Otherwise the executor starts a driver process of its own that connects and runs the grid;
+    with it Ray's rule that ends the process when the node's raylet, object store or GCS is lost
+    (so does any process on Windows). Otherwise the executor starts a driver process of its own
+    that connects and runs the grid;
     when Ray ends it, :meth:`run` still returns every run that came back (they are in the
     results file too), the others failed with :class:`ClusterLost`, and an ``errors`` entry in
     the ``execution`` block.
@@ -882,7 +903,7 @@ class RayExecutor(Executor):
         ray = _import_ray()
         if self.address is not None:
             _check_reachable(self.address)
-        if ray.is_initialized():
+        if ray.is_initialized() or os.name != "posix":  # the driver process needs POSIX descriptor passing
             self._connect()
             return True
         start = time.perf_counter()
