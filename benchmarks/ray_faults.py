@@ -140,7 +140,7 @@ def run_fault(fault: str, data: Path, work: Path, env: dict[str, str]) -> dict[s
                    errors=[e["error"][:120] for e in doc["execution"].get("errors", [])])
     lines = results.read_text().splitlines() if results.exists() else []
     row["results_file"] = [json.loads(line)["status"] for line in lines]
-    row["notice"] = [ln for ln in stderr.splitlines() if ln.startswith("advisor:")]
+    row["warning"] = [ln for ln in stderr.splitlines() if "lost the Ray connection" in ln]
     return row
 
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import math
 import os
 import pickle
@@ -63,7 +64,7 @@ from advisor.data import Dataset, Sample, Skipped, stratified_sample
 from advisor.imagecache import summarize_use, tally_use
 from advisor.profile import Profile, ProfileConfig, profile, profile_one, summarize_dataset
 from advisor.runtime import Precision, choose_precision, resolve_device
-from advisor.utils import cache_root, notice, versions
+from advisor.utils import cache_root, versions
 
 __all__ = [
     "EXECUTORS",
@@ -80,6 +81,8 @@ __all__ = [
     "make_executor",
     "public_address",
 ]
+
+log = logging.getLogger(__name__)
 
 #: ``--ship-data`` sends every sample's bytes through Ray's object store: for small datasets only.
 SHIP_LIMIT_BYTES = 1024**3
@@ -734,8 +737,8 @@ class _DriverProcess:
         self.busy = False
 
     def _receive(self) -> Any:
-        """The driver's next message; :class:`_DriverGone` once it has ended (even if a process it
-        started still held the socket)."""
+        """The driver's next message; ``EOFError`` once it has ended (even if a process it started
+        still held the socket)."""
         while not self.conn.poll(1.0):
             if self.process.poll() is not None and not self.conn.poll(0):
                 raise EOFError
@@ -851,10 +854,9 @@ class RayExecutor(Executor):
     Where the connection lives: a process that called ``ray.init`` keeps its connection, and
     with it Ray's rule that ends the process when the node's raylet, object store or GCS is lost
     (so does any process on Windows). Otherwise the executor starts a driver process of its own
-    that connects and runs the grid;
-    when Ray ends it, :meth:`run` still returns every run that came back (they are in the
-    results file too), the others failed with :class:`ClusterLost`, and an ``errors`` entry in
-    the ``execution`` block.
+    that connects and runs the grid; when Ray ends it, :meth:`run` still returns every run that
+    came back (they are in the results file too), the others failed with :class:`ClusterLost`,
+    and an ``errors`` entry in the ``execution`` block.
 
     Example:
         >>> with RayExecutor("auto", gpus_per_run=0.5) as ex:  # doctest: +SKIP
@@ -1259,8 +1261,8 @@ class RayExecutor(Executor):
         info = {"executor": self.name, "address": public_address(self.address) or "local", "extractions": [],
                 **info, "connection": self._how, "startup_seconds": self.startup_seconds}
         info["errors"] = [*errors, error]
-        notice(f"lost the Ray connection mid-grid ({error['error']}): {len(error['runs'])} run(s) unfinished, "
-               "recorded as failed; run the same command again to train them")
+        log.warning(f"lost the Ray connection mid-grid ({error['error']}): {len(error['runs'])} run(s) unfinished, "
+                    "recorded as failed; run the same command again to train them")
         return Execution(runs=ordered, failures=failures, image_cache_use=image_cache_use,
                          info=_summary_times(info, rows, ordered, time.perf_counter() - start))
 
