@@ -9,7 +9,10 @@ is appended as soon as it finishes, so an interrupted grid resumes where it stop
 - :class:`RayExecutor` sends each run to a Ray cluster as one task built from the run's
   :class:`~advisor.bench.training.RunSpec` and a small :class:`RunOptions`; each worker builds
   its own :class:`~advisor.bench.training.RunEnv` from them. Ray schedules, retries lost workers
-  and places tasks on GPUs; advisor writes no scheduler.
+  and places tasks on GPUs; advisor writes no scheduler. Unless the caller connected to Ray
+  itself, the connection lives in a driver process of its own: Ray ends the process that holds
+  it when the node's raylet, object store or GCS is lost, and that must not take the grid's
+  finished runs and the command's document with it.
 
 Every run draws its random numbers from streams seeded by its key, so on a CPU the same grid
 gives the same numbers with either executor, as long as each run gets the same number of
@@ -32,16 +35,21 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import math
 import os
+import pickle
 import re
+import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -61,6 +69,7 @@ from advisor.utils import cache_root, versions
 __all__ = [
     "EXECUTORS",
     "SHIP_LIMIT_BYTES",
+    "ClusterLost",
     "Execution",
     "Executor",
     "ExecutorError",
@@ -72,6 +81,8 @@ __all__ = [
     "make_executor",
     "public_address",
 ]
+
+log = logging.getLogger(__name__)
 
 #: ``--ship-data`` sends every sample's bytes through Ray's object store: for small datasets only.
 SHIP_LIMIT_BYTES = 1024**3
@@ -87,6 +98,10 @@ class ExecutorError(RuntimeError):
 
 class WorkerLost(RuntimeError):
     """The process or node running a run died more often than the retries allow."""
+
+
+class ClusterLost(RuntimeError):
+    """The Ray connection was lost mid-grid: the runs that had not come back are unfinished."""
 
 
 # --------------------------------------------------------------------------- what a worker needs
@@ -287,7 +302,7 @@ def _summary_times(info: dict[str, Any], rows: Sequence[dict[str, Any]], runs: S
         "nodes_used": sorted({row.get("node_ip") or row.get("node_id") for row in rows} - {None}),
         "wall_seconds": wall, "run_seconds": run_seconds,
         "speedup": run_seconds / wall if wall > 0 and trained else None,
-        "runs": list(rows),
+        "runs": list(rows), "errors": list(info.get("errors") or []),
     }
 
 
@@ -662,6 +677,154 @@ class _Flight:
     halvings: int = 0
 
 
+def _first_line(err: BaseException, limit: int = 300) -> str:
+    return (str(err).strip().splitlines() or [""])[0][:limit]
+
+
+def _close_out(specs: Sequence[RunSpec], ledger: ResultsLedger, runs: dict[str, RunResult],
+               error: BaseException) -> list[str]:
+    """The runs that neither came back nor are in the file become failed with ``error``; returns their keys.
+
+    Each is recorded (a later call trains it again) unless another driver holds it now.
+    """
+    unfinished = []
+    for spec in specs:
+        if spec.key in runs or spec.key in ledger.previous:
+            continue
+        claimed = ledger.claim(spec.key)
+        done = ledger.finished(spec.key) if claimed else None
+        if done is not None and done.ok:
+            runs[spec.key] = done
+            ledger.release(spec.key)
+            continue
+        runs[spec.key] = failed_run(spec, error)
+        unfinished.append(spec.key)
+        if claimed:
+            ledger.record(runs[spec.key])
+            ledger.release(spec.key)
+    return unfinished
+
+
+class _DriverGone(ExecutorError):
+    """The driver process ended while the parent waited on it."""
+
+    def __init__(self, exit_code: int | None) -> None:
+        super().__init__(
+            f"the driver process holding the Ray connection ended (exit code {exit_code}); Ray ends it when the "
+            "node's raylet, object store or GCS is lost (one of Ray's processes killed, the cluster unreachable)")
+        self.exit_code = exit_code
+
+
+class _DriverProcess:
+    """A process of its own that holds the Ray connection (:func:`_driver_main`), called over a socket pair.
+
+    A plain ``python -c`` child, not ``multiprocessing``: a ``spawn`` child runs the caller's
+    main module again (a script without an ``if __name__ == "__main__"`` guard would start over),
+    and a fork of a process that imported torch is unsafe. It imports modules from the caller's
+    ``sys.path``, so that it runs the same advisor (and the same ``train`` function).
+    """
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        ours, theirs = socket.socketpair()
+        path = os.pathsep.join(p for p in sys.path if p)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [path, os.environ.get("PYTHONPATH")]))}
+        code = "import sys; from advisor.bench.executors import _driver_main; _driver_main(int(sys.argv[1]))"
+        with theirs:
+            self.process = subprocess.Popen([sys.executable, "-c", code, str(theirs.fileno())], env=env,
+                                            pass_fds=[theirs.fileno()])
+        self.conn = Connection(ours.detach())
+        self.conn.send(settings)  # over the socket, not the command line: an address may hold credentials
+        self.busy = False
+
+    def _receive(self) -> Any:
+        """The driver's next message; ``EOFError`` once it has ended (even if a process it started
+        still held the socket)."""
+        while not self.conn.poll(1.0):
+            if self.process.poll() is not None and not self.conn.poll(0):
+                raise EOFError
+        return self.conn.recv()
+
+    def call(self, name: str, *args: Any, on_note: Callable[[str, Any], None] | None = None, **kwargs: Any) -> Any:
+        """Run the driver's ``name`` and return its value or raise its exception; ``on_note`` gets
+        the messages it sends meanwhile. Raises :class:`_DriverGone` when the driver ends."""
+        self.busy = True
+        try:
+            self.conn.send((name, args, kwargs))
+            while True:
+                kind, payload = self._receive()
+                if kind != "note":
+                    break
+                if on_note is not None:
+                    on_note(*payload)
+        except (EOFError, OSError):
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=30)
+            raise _DriverGone(self.process.returncode) from None
+        self.busy = False
+        if kind == "raise":
+            raise payload
+        return payload
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Ask the driver to disconnect and end; interrupt it first when a call is in flight (Ctrl-C)."""
+        if self.process.poll() is None:
+            if self.busy:  # the grid cancels its tasks, as on Ctrl-C in the foreground
+                with contextlib.suppress(OSError):
+                    self.process.send_signal(signal.SIGINT)
+            with contextlib.suppress(OSError, ValueError):
+                self.conn.send(("close", (), {}))
+            deadline = time.monotonic() + timeout
+            while self.process.poll() is None and time.monotonic() < deadline:
+                try:
+                    if self.conn.poll(0.2):
+                        self.conn.recv()  # drain what it still sends, so that it never blocks on a full socket
+                except (EOFError, OSError):
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        self.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            if self.process.poll() is None:
+                self.process.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=10)
+        self.conn.close()
+
+
+def _sendable(value: tuple[str, Any]) -> tuple[str, Any]:
+    """A reply that pickles: an exception that does not becomes an :class:`ExecutorError` with its text."""
+    try:
+        pickle.dumps(value)
+    except Exception:  # noqa: BLE001 - anything unpicklable is described instead
+        err = value[1]
+        return "raise", ExecutorError(f"{type(err).__name__}: {err}" if isinstance(err, BaseException) else repr(err))
+    return value
+
+
+def _driver_main(fd: int) -> None:
+    """The driver process: connects to Ray and runs the parent's calls, one at a time, until ``close``."""
+    os.set_inheritable(fd, False)  # the processes Ray starts must not keep the parent's socket open
+    conn = Connection(fd)
+    executor = RayExecutor(**conn.recv())
+    executor._note = lambda kind, payload: conn.send(("note", (kind, payload)))
+    calls = {"connect": executor._connect, "placement": executor.placement, "run": executor.run,
+             "profile": executor.profile}
+    try:
+        while True:
+            try:
+                name, args, kwargs = conn.recv()
+            except KeyboardInterrupt:  # Ctrl-C between calls: the parent decides
+                continue
+            except EOFError:  # the parent is gone
+                break
+            if name == "close":
+                break
+            try:
+                reply: tuple[str, Any] = ("return", calls[name](*args, **kwargs))
+            except BaseException as err:  # noqa: BLE001 - the parent raises it
+                reply = ("raise", err)
+            conn.send(_sendable(reply))
+    finally:
+        executor.close()
+
+
 def _is_out_of_memory(ray: Any, err: BaseException) -> bool:
     if isinstance(err, ray.exceptions.OutOfMemoryError):
         return True
@@ -687,6 +850,13 @@ class RayExecutor(Executor):
         ship_data: Send every sample's bytes through Ray's object store (datasets under
             :data:`SHIP_LIMIT_BYTES`) instead of reading them from a shared filesystem.
         poll_seconds: How often to look again at runs another driver holds.
+
+    Where the connection lives: a process that called ``ray.init`` keeps its connection, and
+    with it Ray's rule that ends the process when the node's raylet, object store or GCS is lost
+    (so does any process on Windows). Otherwise the executor starts a driver process of its own
+    that connects and runs the grid; when Ray ends it, :meth:`run` still returns every run that
+    came back (they are in the results file too), the others failed with :class:`ClusterLost`,
+    and an ``errors`` entry in the ``execution`` block.
 
     Example:
         >>> with RayExecutor("auto", gpus_per_run=0.5) as ex:  # doctest: +SKIP
@@ -715,20 +885,44 @@ class RayExecutor(Executor):
         self.ship_data = ship_data
         self.poll_seconds = poll_seconds
         self._ray: Any = None
+        self._driver: _DriverProcess | None = None  # the process holding the connection, when not this one
         self._shutdown = False  # whether close() disconnects (this executor connected or started Ray)
         self._how = ""
         self.startup_seconds = 0.0
         self._placed: dict[str, tuple[torch.device, Precision, float]] = {}
+        self._note: Callable[[str, Any], None] = lambda _kind, _payload: None  # a driver process's messages
+
+    def _settings(self) -> dict[str, Any]:
+        return {"address": self.address, "cpus_per_run": self.cpus_per_run, "gpus_per_run": self.gpus_per_run,
+                "threads_per_run": self.threads_per_run, "max_retries": self.max_retries,
+                "ship_data": self.ship_data, "poll_seconds": self.poll_seconds}
 
     # ---------------------------------------------------------------- connection
 
     def open(self) -> bool:
-        if self._ray is not None:
+        if self._ray is not None or self._driver is not None:
             return False
         ray = _import_ray()
-        start = time.perf_counter()
         if self.address is not None:
             _check_reachable(self.address)
+        if ray.is_initialized() or os.name != "posix":  # the driver process needs POSIX descriptor passing
+            self._connect()
+            return True
+        start = time.perf_counter()
+        driver = _DriverProcess(self._settings())
+        try:
+            how = driver.call("connect")
+        except BaseException:
+            driver.stop()
+            raise
+        self._driver, self._how = driver, f"{how}, held by a driver process of its own"
+        self.startup_seconds = time.perf_counter() - start
+        return True
+
+    def _connect(self) -> str:
+        """Connect in this process (or keep its connection); returns how, in words."""
+        ray = _import_ray()
+        start = time.perf_counter()
         if ray.is_initialized():
             self._how, self._shutdown = "this process's Ray connection", False
         else:
@@ -751,13 +945,22 @@ class RayExecutor(Executor):
         self._ray = ray
         self._remote = {fn.__name__: ray.remote(fn) for fn in (_probe_task, _run_task, _extract_task, _profile_task)}
         self.startup_seconds = time.perf_counter() - start
-        return True
+        return self._how
 
     def close(self) -> None:
+        if self._driver is not None:
+            self._driver.stop()
+            self._driver = None
         if self._ray is not None and self._shutdown:
             self._ray.shutdown()
         self._ray = None
         self._placed.clear()
+
+    def _in_driver(self) -> _DriverProcess | None:
+        """Open if needed; the driver process that holds the connection, ``None`` when this one does."""
+        if self._ray is None and self._driver is None:
+            self.open()
+        return self._driver
 
     def _connected(self) -> Any:
         if self._ray is None:
@@ -786,6 +989,8 @@ class RayExecutor(Executor):
     def placement(self, device: str = "auto") -> tuple[torch.device, Precision]:
         """On GPUs, one worker with a run's resources says what it computes on (the driver may
         have no GPU, or another one); a CPU computes in fp32 everywhere."""
+        if (driver := self._in_driver()) is not None:
+            return driver.call("placement", device)
         if device not in self._placed:
             ray = self._connected()
             gpus = self._gpus(device)
@@ -813,10 +1018,11 @@ class RayExecutor(Executor):
             return err.cause
         lost = (ex.WorkerCrashedError, ex.NodeDiedError, ex.ObjectLostError, ex.OwnerDiedError,
                 ex.LocalRayletDiedError, ex.OutOfMemoryError)
-        if isinstance(err, lost):
-            first = (str(err).strip().splitlines() or [""])[0][:300]
+        if isinstance(err, (ex.WorkerCrashedError, ex.OutOfMemoryError)):
             return WorkerLost(f"the worker running it died {1 + self.max_retries} time(s) (--max-retries "
-                              f"{self.max_retries}): {type(err).__name__}: {first}")
+                              f"{self.max_retries}): {type(err).__name__}: {_first_line(err)}")
+        if isinstance(err, lost):  # its node, raylet or owner: Ray does not run it again
+            return WorkerLost(f"Ray lost the worker running it: {type(err).__name__}: {_first_line(err)}")
         return err
 
     def _describe(self, gpus: float, options: RunOptions) -> dict[str, Any]:
@@ -854,6 +1060,9 @@ class RayExecutor(Executor):
 
     def run(self, specs: Sequence[RunSpec], options: RunOptions, *, results_file: str | os.PathLike | None = None,
             train: Callable[[RunSpec, RunEnv], RunResult] = train_run, progress: bool = False) -> Execution:
+        if (driver := self._in_driver()) is not None:
+            return self._run_in_driver(driver, specs, options, results_file=results_file, train=train,
+                                       progress=progress)
         ray = self._connected()
         start = time.perf_counter()
         gpus = next((g for d, _p, g in self._placed.values() if str(d) == options.device), None)
@@ -875,6 +1084,7 @@ class RayExecutor(Executor):
                             "object store into each node's temporary folder")
         else:
             info["data"] = "shared filesystem: workers read the data and the caches from the driver's paths"
+        self._note("info", info)
         pools: dict[int, Any] = {}  # one copy of each pool in the object store, not one per task
 
         def pool_ref(spec: RunSpec) -> Any:
@@ -892,6 +1102,7 @@ class RayExecutor(Executor):
         rows: list[dict[str, Any]] = []
         failures: dict[str, Skipped] = {}
         image_cache_use: dict[str, dict[str, int]] = {}
+        errors: list[dict[str, Any]] = []  # what Ray lost: workers beyond the retries, the connection
         window = 2 * self._slots(gpus)
 
         def submit(spec: RunSpec, halvings: int = 0) -> None:
@@ -905,12 +1116,15 @@ class RayExecutor(Executor):
             return (spec.backbone, spec.weights, spec.image_size, spec.recipe.batch_size, spec.fingerprint,
                     id(spec.pool))
 
-        def finish(flight: _Flight, run: RunResult, where: dict[str, Any]) -> None:
+        def finish(flight: _Flight, run: RunResult, where: dict[str, Any],
+                   report: dict[str, Any] | None = None) -> None:
             spec = flight.spec
             ledger.record(run)
             ledger.release(spec.key)
             runs[spec.key] = run
             rows.append(_run_row(spec, run, **where, batch_halvings=flight.halvings))
+            self._note("run", {"run": run, "row": rows[-1], "failures": report["failures"] if report else [],
+                               "image_cache_use": report["image_cache_use"] if report else {}})
             _say(progress, len(rows), total, spec, run, f" on {where.get('node_ip')}")
 
         try:
@@ -963,7 +1177,11 @@ class RayExecutor(Executor):
                             spec = replace(flight.spec, recipe=replace(flight.spec.recipe, batch_size=batch // 2))
                             submit(spec, flight.halvings + 1)
                             continue
-                        finish(flight, failed_run(flight.spec, self._reason(err)), {})
+                        reason = self._reason(err)
+                        if not isinstance(err, ray.exceptions.RayTaskError):  # Ray's loss, not the run's error
+                            errors.append({"error": f"{type(reason).__name__}: {reason}", "runs": [flight.spec.key]})
+                            self._note("error", errors[-1])
+                        finish(flight, failed_run(flight.spec, reason), {})
                         continue
                     for f in report["failures"]:
                         failures[f.path] = f
@@ -974,19 +1192,77 @@ class RayExecutor(Executor):
                         "node_id": report["node_id"], "node_ip": report["node_ip"], "pid": report["pid"],
                         "queued_seconds": report["started"] - flight.submitted,
                         "task_seconds": report["finished"] - report["started"],
-                        "return_seconds": received - report["finished"]})
+                        "return_seconds": received - report["finished"]}, report)
                 if deferred and not todo:
                     todo.extend(deferred)
                     deferred.clear()
-        except BaseException:
+        except BaseException as err:
             for ref in list(inflight) + list(extractions):  # an interrupted driver stops its runs
                 with contextlib.suppress(Exception):
                     ray.cancel(ref, force=True)
-            raise
+            if not isinstance(err, ray.exceptions.RayError):
+                raise
+            # The connection itself failed (a put, a wait): what came back stays, the rest is unfinished.
+            lost = ClusterLost(f"Ray failed mid-grid ({type(err).__name__}: {_first_line(err)}); "
+                               "this run did not come back")
+            errors.append({"error": f"ClusterLost: {lost}", "runs": _close_out(specs, ledger, runs, lost)})
         finally:
             ledger.release_all()
         ordered = tuple(ledger.previous.get(s.key) or runs[s.key] for s in specs)
         info["extractions"] = extraction_rows
+        info["errors"] = errors
+        return Execution(runs=ordered, failures=failures, image_cache_use=image_cache_use,
+                         info=_summary_times(info, rows, ordered, time.perf_counter() - start))
+
+    def _run_in_driver(self, driver: _DriverProcess, specs: Sequence[RunSpec], options: RunOptions, *,
+                       results_file: str | os.PathLike | None, train: Callable[[RunSpec, RunEnv], RunResult],
+                       progress: bool) -> Execution:
+        """:meth:`run` in the driver process; if Ray ends that process, the runs that came back
+        (streamed here as they finished, and in the results file) and the others as unfinished."""
+        start = time.perf_counter()
+        info: dict[str, Any] = {}
+        runs: dict[str, RunResult] = {}
+        rows: list[dict[str, Any]] = []
+        failures: dict[str, Skipped] = {}
+        image_cache_use: dict[str, dict[str, int]] = {}
+        errors: list[dict[str, Any]] = []
+
+        def note(kind: str, payload: Any) -> None:
+            if kind == "info":
+                info.update(payload)
+            elif kind == "error":
+                errors.append(payload)
+            else:
+                note_run(payload)
+
+        def note_run(payload: dict[str, Any]) -> None:
+            runs[payload["run"].key] = payload["run"]
+            rows.append(payload["row"])
+            failures.update((f.path, f) for f in payload["failures"])
+            _add_use(image_cache_use, payload["image_cache_use"])
+
+        try:
+            execution = driver.call("run", specs, options, results_file=results_file, train=train, progress=progress,
+                                    on_note=note)
+        except _DriverGone as gone:
+            self._driver = None
+            driver.stop()
+            lost = ClusterLost(f"{gone}; this run did not come back")
+            error: dict[str, Any] = {"error": f"ClusterLost: {gone}", "exit_code": gone.exit_code}
+        else:
+            execution.info.update(connection=self._how, startup_seconds=self.startup_seconds)
+            return execution
+        ledger = ResultsLedger(results_file)
+        try:
+            error["runs"] = _close_out(specs, ledger, runs, lost)
+        finally:
+            ledger.release_all()
+        ordered = tuple(runs.get(s.key) or ledger.previous[s.key] for s in specs)
+        info = {"executor": self.name, "address": public_address(self.address) or "local", "extractions": [],
+                **info, "connection": self._how, "startup_seconds": self.startup_seconds}
+        info["errors"] = [*errors, error]
+        log.warning(f"lost the Ray connection mid-grid ({error['error']}): {len(error['runs'])} run(s) unfinished, "
+                    "recorded as failed; run the same command again to train them")
         return Execution(runs=ordered, failures=failures, image_cache_use=image_cache_use,
                          info=_summary_times(info, rows, ordered, time.perf_counter() - start))
 
@@ -995,6 +1271,8 @@ class RayExecutor(Executor):
     def profile(self, dataset: Dataset, backbones: Sequence[str], *, config: ProfileConfig = ProfileConfig(),
                 progress: bool = False) -> Profile:
         """One task per backbone; the dataset summary and the decision stay on the driver."""
+        if (driver := self._in_driver()) is not None:
+            return driver.call("profile", dataset, backbones, config=config, progress=progress)
         ray = self._connected()
         start = time.perf_counter()
         device, _ = self.placement(config.device)
