@@ -104,6 +104,8 @@ def main() -> None:
             if budget not in wanted:
                 continue
             results_file = _RESULTS / "budget" / f"{name}-{budget}.runs.jsonl"
+            if args.tables_only and not results_file.exists():
+                continue  # not measured: its cells stay empty
             start = time.perf_counter()
             if budget == "auto":
                 job = run_bench(data, [args.backbone], config=config, profile_config=ProfileConfig(), out=None,
@@ -134,7 +136,9 @@ def main() -> None:
         summaries.append({"dataset": name, "advice": advice, "runs": runs, "verdicts": verdicts})
         if not args.tables_only:
             save_rows(args.out, [r for r in rows if r["dataset"] == name])
-    if set(wanted) >= set(_budgets(base)) and summaries:
+    if args.tables_only:  # the table of every run read back replaces the file
+        save_rows(args.out, rows, append=False)
+    if (args.tables_only or set(wanted) >= set(_budgets(base))) and summaries:
         write_section(args.docs, "budget", _tables(summaries, base.margin, command))
         print(f"tables written to {args.docs}")
 
@@ -164,12 +168,14 @@ def _tables(summaries: list[dict], margin: float, command: str) -> str:
             gap, tol, who = _compare(auto[net], better, margin)
             checks.append(f"{net}: {100 * gap:+.1f} (tol {100 * tol:.1f})" + (" **below**" if who == "b" else ""))
             worst.append((s["dataset"], net, gap, tol, who))
-        ratio = _seconds(auto, NETWORKS + ("freeze",)) / max(1e-9, _seconds(r["8"], NETWORKS + ("freeze",)))
+        ratio = (_seconds(auto, NETWORKS + ("freeze",)) / max(1e-9, _seconds(r["8"], NETWORKS + ("freeze",)))
+                 if "8" in r else float("nan"))
         ipc = auto["freeze"].details.get("images_per_class") if "freeze" in auto else None
         lines.append(
             f"| {s['dataset']} | {ipc:.0f} | {s['advice']} | {_pct(auto['freeze'].accuracy if 'freeze' in auto else None)} | "
-            + " / ".join(_pct(r[b]["finetune"].accuracy) if "finetune" in r[b] else "-" for b in ("auto", "8", "20")) + " | "
-            + " / ".join(_pct(r[b]["scratch"].accuracy) if "scratch" in r[b] else "-" for b in ("auto", "8", "20")) + " | "
+            + " / ".join(_pct(r[b]["finetune"].accuracy) if "finetune" in r.get(b, {}) else "-" for b in ("auto", "8", "20"))
+            + " | " + " / ".join(_pct(r[b]["scratch"].accuracy) if "scratch" in r.get(b, {}) else "-"
+                                 for b in ("auto", "8", "20")) + " | "
             + "/".join(str(auto[n].epochs_run) if n in auto else "-" for n in NETWORKS) + " | "
             + " / ".join(str(s["verdicts"].get(b)) for b in ("auto", "8", "20")) + " | "
             + "; ".join(checks) + f" | {ratio:.2f} |")

@@ -54,7 +54,7 @@ def main() -> None:
                      "seconds": time.perf_counter() - start, "command": command})
         print(f"seed {seed}: advice {rows[-1]['advice']}, verdict {rows[-1]['verdict']}, "
               + ", ".join(f"{s} {100 * a:.1f}" for s, a in accs.items()), flush=True)
-    save_rows(args.out, rows)
+    save_rows(args.out, rows, append=False)  # the latest measurement, whole
     verdicts = [r["verdict"] for r in rows]
     common = max(set(verdicts), key=verdicts.count)
     advice = sorted({r["advice"] for r in rows})
