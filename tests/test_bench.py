@@ -425,7 +425,7 @@ def test_finetuning_starts_from_the_frozen_strategy_head(digits, config):
     assert r.status == "ok" and r.details["linear_probe"]["l2"] == info["l2"]
     plain = bench(digits, ["resnet18"], config=replace(config, strategies=("finetune",), lpft=False)).runs[0]
     assert "linear_probe" not in plain.details and plain.recipe["init_head"] == "random"
-    assert BenchConfig().lpft is False  # plain fine-tuning won where both were measured (docs/benchmarks.md)
+    assert BenchConfig().lpft is False  # LP-FT collapsed on far data (docs/benchmarks.md)
 
 
 def test_without_a_selection_split_auto_falls_back_to_a_fixed_budget(digits, config, tmp_path):

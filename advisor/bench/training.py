@@ -633,7 +633,7 @@ def fit_network(strategy: Strategy, backbone: Backbone, data: RunData, env: RunE
         accuracy=accuracy, macro_f1=f1, selection_accuracy=selection, curve=curve,
         seconds=time.perf_counter() - start,
         images_per_second=images_seen / train_time if train_time > 0 else float("nan"),
-        recipe=replace(recipe, lr_scale=t.factor), epochs_run=epochs_run, best_epoch=selected,
+        recipe=replace(recipe, lr_scale=recipe.lr_scale * t.factor), epochs_run=epochs_run, best_epoch=selected,
         converged=converged, correct=report.y_true == report.y_pred, learned=learned(best_selection, loaders.splits["select"]),
         details={"n_fit": loaders.n_fit, "n_report": int(len(report.y_true)), "n_select": n_select,
                  "image_cache": None if loaders.cache is None else str(loaders.cache.path),
