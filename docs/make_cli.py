@@ -24,6 +24,10 @@ CLI_MD = Path(__file__).resolve().parent / "cli.md"
 
 def _walk(command: click.Command, ctx: click.Context) -> Iterator[click.Context]:
     """Every command below ``ctx``, depth first, in the order ``--help`` lists them."""
+    # click caches a command's help option the first time a context asks for it: a command once
+    # parsed on its own (without the group's ``-h``) would keep showing ``--help`` alone.
+    if getattr(command, "_help_option", None) is not None:
+        command._help_option = None
     yield ctx
     if isinstance(command, click.Group):
         for name in command.list_commands(ctx):
