@@ -46,6 +46,7 @@ import numpy as np
 from advisor.catalogue import ADVICE
 from advisor.curves import MAX_FACTOR, CurveFit, PowerLaw
 from advisor.protocol import fit_share
+from advisor.ranking import rankings as backbone_rankings
 from advisor.types import BackboneProfile, DatasetSummary, Profile
 
 __all__ = ["CASES", "STRATEGIES", "Recommendation", "Thresholds", "insufficient_data", "load_thresholds", "recommend"]
@@ -170,6 +171,8 @@ class Recommendation:
         thresholds: The thresholds used.
         data_size: The frozen probe's learning curve, its fitted law, predictions at 2x and 4x
             the sample, and ``flips_at``: where the advice would change (``None`` if not within 4x).
+        rankings: With several backbones: the advisor's ranking beside ImageNet top-1 and the
+            k-NN probe (:func:`advisor.ranking.rankings`); ``None`` with one.
     """
 
     strategy: str
@@ -183,6 +186,7 @@ class Recommendation:
     overrides: tuple[str, ...] = ()
     thresholds: dict[str, float] = field(default_factory=dict)
     data_size: dict[str, Any] | None = None
+    rankings: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -533,6 +537,7 @@ def recommend(profile: Profile, *, thresholds: Thresholds = Thresholds()) -> Rec
         overrides=tuple(overrides),
         thresholds=th.to_dict(),
         data_size=data_size,
+        rankings=backbone_rankings(profile.backbones) if len(profile.backbones) > 1 else None,
     )
 
 

@@ -44,6 +44,7 @@ __all__ = [
     "frechet_distance_diag",
     "softmax_signals",
     "weighted_kendall_tau",
+    "weighted_tau_interval",
     "paired_difference",
 ]
 
@@ -738,3 +739,61 @@ def paired_difference(a: Sequence[np.ndarray], b: Sequence[np.ndarray], *, n_boo
     pick = rng.integers(len(a), size=(n_boot, len(a)))
     means = np.take_along_axis(boot_arr, pick, axis=1).mean(1)
     return float(np.mean(per_seed)), float(means.std(ddof=1))
+
+
+def weighted_tau_interval(scores: np.ndarray, correct: Sequence[Sequence[np.ndarray]], *, n_boot: int = 1000,
+                          seed: int = 0, level: float = 0.95) -> tuple[float, float | None, float | None]:
+    """Weighted Kendall tau of ``scores`` against measured accuracies, with a bootstrap interval.
+
+    ``correct[m][s]`` is model ``m``'s per-image record (booleans) under seed ``s``; under one
+    seed every model is scored on the same images in the same order, so a resample of images
+    (and of seeds) is drawn once and applied to every model: the interval holds the noise of
+    the test images, paired across models, not an independent error per model.
+
+    Args:
+        scores: The ranking's score per model (m,), m >= 2; higher is better.
+        correct: Per model, per seed, a boolean array; the seeds' lengths agree across models.
+        n_boot: Bootstrap resamples.
+        seed: Seed of the bootstrap.
+        level: Coverage of the percentile interval.
+
+    Returns:
+        ``(tau, low, high)``: tau on the measured accuracies (the mean over seeds), and the
+        interval's ends; ``None`` ends when fewer than half the resamples give a defined tau
+        (every model equally accurate in most of them).
+
+    Example:
+        >>> good = np.ones(50, bool); bad = good.copy(); bad[:20] = False
+        >>> tau, low, high = weighted_tau_interval(np.array([0.9, 0.5]), [[good], [bad]])
+        >>> tau, low
+        (1.0, 1.0)
+    """
+    s = _as_float_array(scores, "scores", 1)
+    if len(correct) != s.shape[0]:
+        raise ValueError(f"correct has {len(correct)} models but scores has {s.shape[0]}")
+    if s.shape[0] < 2:
+        raise ValueError("scores needs at least 2 models to rank")
+    n_seeds = len(correct[0])
+    if not n_seeds or any(len(c) != n_seeds for c in correct):
+        raise ValueError("every model needs the same, non-zero number of seeds")
+    per_seed = []  # (seeds) of (m, n_images) arrays
+    for k in range(n_seeds):
+        rows = [np.asarray(c[k], dtype=float) for c in correct]
+        if len({r.shape for r in rows}) != 1 or not rows[0].size:
+            raise ValueError(f"seed {k}: the models' per-image records must pair up, got {[r.shape for r in rows]}")
+        per_seed.append(np.stack(rows))
+    accuracy = np.mean([x.mean(1) for x in per_seed], axis=0)
+    tau = float(scipy.stats.weightedtau(s, accuracy).statistic)
+    rng = np.random.default_rng(seed)
+    taus = np.empty(n_boot)
+    for i in range(n_boot):
+        picks = rng.integers(n_seeds, size=n_seeds)
+        acc = np.mean([per_seed[k][:, rng.integers(per_seed[k].shape[1], size=per_seed[k].shape[1])].mean(1)
+                       for k in picks], axis=0)
+        taus[i] = scipy.stats.weightedtau(s, acc).statistic if np.ptp(acc) > 0 else np.nan
+    defined = taus[np.isfinite(taus)]
+    if defined.size < n_boot / 2:
+        return tau, None, None
+    alpha = (1 - level) / 2
+    low, high = np.quantile(defined, [alpha, 1 - alpha])
+    return tau, float(low), float(high)

@@ -16,7 +16,7 @@ PACKAGE = Path(advisor.__file__).parent
 #: Modules a reader can use without the training stack: the records, the catalogue, the
 #: decision, the results store and the reports.
 TORCH_FREE = ("advisor.types", "advisor.catalogue", "advisor.protocol", "advisor.decide", "advisor.curves",
-              "advisor.utils", "advisor.bench.config", "advisor.bench.results", "advisor.report")
+              "advisor.utils", "advisor.ranking", "advisor.bench.config", "advisor.bench.results", "advisor.report")
 
 #: Set up in the child before anything else: torch, torchvision and timm cannot be imported.
 _BLOCK = """

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from advisor import metrics
+from advisor import metrics, ranking
 from advisor.catalogue import STRATEGIES, StrategyInfo, carried_by
 from advisor.protocol import EPS as _EPS
 from advisor.utils import OutputError, json_clean, shown, versions
@@ -677,29 +677,80 @@ def agreement(recommendation: dict[str, Any] | None, winner: dict[str, Any],
     return advice == v["verdict"], note
 
 
-def rank_correlation(runs: Sequence[RunResult], profiles: dict[str, dict] | None) -> dict[str, Any] | None:
-    """Weighted Kendall tau between each transferability score and the measured accuracy.
+def _measured(runs: Sequence[RunResult]) -> dict[str, dict[str, Any]]:
+    """Per backbone, its best strategy on the full fit split: mean accuracy and the seeds' runs."""
+    best: dict[str, dict[str, Any]] = {}
+    for row in summarize_runs([r for r in runs if r.fraction == 1.0]):
+        if row["mean_accuracy"] is not None and row["mean_accuracy"] > best.get(row["backbone"], {}).get("accuracy", -1):
+            best[row["backbone"]] = {"strategy": row["strategy"], "accuracy": row["mean_accuracy"]}
+    for b, m in best.items():
+        m["runs"] = sorted((r for r in runs if r.ok and r.fraction == 1.0 and r.backbone == b
+                            and r.strategy == m["strategy"]), key=lambda r: r.seed)
+    return best
 
-    The measured accuracy of a backbone is its best mean accuracy over strategies. Needs at
-    least two backbones with both a profile and a finished run; otherwise ``None``.
+
+def _paired_records(best: dict[str, dict[str, Any]]) -> dict[str, list[np.ndarray]] | None:
+    """Per backbone, its per-image records over the seeds every backbone has; ``None`` if they
+    do not pair up (a run without a record, or reported splits of different sizes)."""
+    seeds = set.intersection(*({r.seed for r in m["runs"]} for m in best.values()))
+    out: dict[str, list[np.ndarray]] = {}
+    for b, m in best.items():
+        records = [r.correctness() for r in m["runs"] if r.seed in seeds]
+        if not records or any(x is None for x in records):
+            return None
+        out[b] = records
+    lengths = {tuple(len(x) for x in v) for v in out.values()}
+    return out if len(lengths) == 1 else None
+
+
+def rank_correlation(runs: Sequence[RunResult], profiles: dict[str, dict] | None) -> dict[str, Any] | None:
+    """How well the profile ranked the backbones: weighted Kendall tau against the measured accuracy.
+
+    The measured accuracy of a backbone is its best mean accuracy over strategies (full fit
+    split). Scored are each transferability score (``metric``) and the three rankings of
+    :mod:`advisor.ranking` (``rankings``: the advisor's, ImageNet top-1 and k-NN), each with a
+    95 % bootstrap interval over the reported images and seeds when the runs' per-image records
+    pair up. Needs at least two backbones with both a profile and a finished run; otherwise
+    ``None``.
 
     Returns:
-        ``{"n_backbones": k, "metric": [{"metric", "weighted_tau"}, ...]}`` or ``None``.
+        ``{"n_backbones", "measured": [{"backbone", "strategy", "accuracy"}], "metric": [{"metric",
+        "weighted_tau"}], "rankings": [{"ranking", "basis", "n_backbones", "weighted_tau", "low",
+        "high"}], "best_ranking"}``; ``best_ranking`` names the ranking with the highest tau
+        (``None`` on a tie or without taus).
     """
     if not profiles:
         return None
-    best: dict[str, float] = {}
-    for row in summarize_runs(runs):
-        if row["mean_accuracy"] is not None:
-            best[row["backbone"]] = max(best.get(row["backbone"], -1.0), row["mean_accuracy"])
-    names = [b for b in best if isinstance(profiles.get(b), dict)]
-    if len(names) < 2:
+    best = {b: m for b, m in _measured(runs).items() if isinstance(profiles.get(b), dict)}
+    if len(best) < 2:
         return None
+    names = list(best)
     rows = []
     for name in RANK_METRICS:
         values = [(profiles[b].get("transferability") or {}).get(name) for b in names]
         if any(v is None or not math.isfinite(float(v)) for v in values):
             continue
-        tau = metrics.weighted_kendall_tau(np.asarray(values, float), np.asarray([best[b] for b in names]))
+        tau = metrics.weighted_kendall_tau(np.asarray(values, float), np.asarray([best[b]["accuracy"] for b in names]))
         rows.append({"metric": name, "weighted_tau": tau if math.isfinite(tau) else None})
-    return {"n_backbones": len(names), "metric": rows}
+    ranked = ranking.rankings([{**profiles[b], "name": b} for b in names])
+    records = _paired_records(best)
+    if records is not None:
+        agreement = ranking.ranking_agreement(ranked, records)
+    else:  # no per-image records to resample: the point value alone
+        agreement = []
+        for rname, block in ranked.items():
+            order = block["order"]
+            tau = (metrics.weighted_kendall_tau(np.array([r["score"] for r in order], float),
+                                                np.array([best[r["backbone"]]["accuracy"] for r in order]))
+                   if len(order) >= 2 else math.nan)
+            agreement.append({"ranking": rname, "basis": block["basis"], "n_backbones": len(order),
+                              "weighted_tau": tau if math.isfinite(tau) else None, "low": None, "high": None})
+    taus = sorted(((r["weighted_tau"], r["ranking"]) for r in agreement if r["weighted_tau"] is not None), reverse=True)
+    top = taus[0][1] if taus and (len(taus) == 1 or taus[0][0] > taus[1][0]) else None
+    return {
+        "n_backbones": len(names),
+        "measured": [{"backbone": b, "strategy": best[b]["strategy"], "accuracy": best[b]["accuracy"]} for b in names],
+        "metric": rows,
+        "rankings": agreement,
+        "best_ranking": top,
+    }
