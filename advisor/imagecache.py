@@ -78,7 +78,8 @@ from PIL import Image
 from torchvision import transforms as T
 
 from advisor import __version__
-from advisor.data import ImageFolder, Sample, Skipped, collate_skipping
+from advisor.data import Sample, Skipped
+from advisor.loading import ImageFolder, collate_skipping
 from advisor.utils import CACHE_ENV, cache_root, default_permissions, human_bytes, progress_bar, shown
 
 log = logging.getLogger(__name__)

@@ -46,11 +46,9 @@ from advisor.backbones import Backbone, Preprocessing, get_backbone
 from advisor.curves import fit_learning_curve
 from advisor.data import (
     Dataset,
-    ImageFolder,
     ImageLoadError,
     Sample,
     Skipped,
-    collate_skipping,
     display_name,
     read_header,
     scan,
@@ -58,6 +56,7 @@ from advisor.data import (
     summarize_skipped,
 )
 from advisor.imagecache import ImageCache, open_image_cache, summarize_use, tally_use
+from advisor.loading import ImageFolder, collate_skipping
 from advisor.runtime import (
     Precision,
     choose_precision,

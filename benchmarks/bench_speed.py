@@ -33,9 +33,10 @@ import torch.nn.functional as F
 from advisor.augment import normalize, random_resized_crop
 from advisor.backbones import get_backbone
 from advisor.bench import BenchConfig, Finetune, RunEnv, plan_runs, train_run
-from advisor.data import ImageFolder, collate_skipping, scan
+from advisor.data import scan
 from advisor.demo import make_demo
 from advisor.imagecache import open_image_cache
+from advisor.loading import ImageFolder, collate_skipping
 from common import save_rows
 
 

@@ -48,8 +48,9 @@ from torchvision import transforms as T
 from torchvision.transforms.v2 import functional as TF
 
 from advisor.augment import random_resized_crop, resized_crops, sample_boxes
-from advisor.data import ImageFolder, Sample, collate_skipping, scan
+from advisor.data import Sample, scan
 from advisor.imagecache import open_image_cache
+from advisor.loading import ImageFolder, collate_skipping
 from advisor.profile import default_workers
 from common import save_rows
 

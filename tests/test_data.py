@@ -20,12 +20,10 @@ from advisor.data import (
     MAX_DEPTH,
     Dataset,
     DatasetError,
-    ImageFolder,
     ImageLoadError,
     LoadFailure,
     Sample,
     Skipped,
-    collate_skipping,
     display_name,
     find_images,
     load_image,
@@ -36,6 +34,7 @@ from advisor.data import (
     stratified_split,
     summarize_skipped,
 )
+from advisor.loading import ImageFolder, collate_skipping
 
 # --------------------------------------------------------------------------- helpers
 
@@ -703,6 +702,17 @@ def test_collate_with_every_item_failed():
     )
     assert images.numel() == 0 and labels.tolist() == [] and indices.dtype == torch.int64
     assert [f.index for f in failures] == [0, 1]
+
+
+def test_the_torch_glue_still_imports_from_advisor_data():
+    import advisor.data
+    import advisor.loading
+
+    assert advisor.data.ImageFolder is advisor.loading.ImageFolder
+    assert advisor.data.collate_skipping is advisor.loading.collate_skipping
+    assert {"ImageFolder", "collate_skipping", "scan"} <= set(dir(advisor.data))
+    with pytest.raises(AttributeError, match="has no attribute 'ImageFolders'"):
+        advisor.data.ImageFolders  # noqa: B018
 
 
 def _pixel(im: Image.Image) -> tuple[int, int, int]:

@@ -14,9 +14,10 @@ import advisor
 PACKAGE = Path(advisor.__file__).parent
 
 #: Modules a reader can use without the training stack: the records, the catalogue, the
-#: decision, the results store and the reports.
+#: decision, the results store, the reports, and listing, decoding and splitting a dataset.
 TORCH_FREE = ("advisor.types", "advisor.catalogue", "advisor.protocol", "advisor.decide", "advisor.curves",
-              "advisor.utils", "advisor.ranking", "advisor.bench.config", "advisor.bench.results", "advisor.report")
+              "advisor.utils", "advisor.ranking", "advisor.data", "advisor.bench.config", "advisor.bench.results",
+              "advisor.report")
 
 #: Set up in the child before anything else: torch, torchvision and timm cannot be imported.
 _BLOCK = """

@@ -26,8 +26,9 @@ from advisor.backbones import Backbone, Preprocessing
 from advisor.bench.results import RunResult, code_versions, encode_correct
 from advisor.bench.strategies import FALLBACK_EPOCHS, MIN_COOLDOWN, Recipe, Strategy, get_strategy
 from advisor.augment import center_crop, random_resized_crop
-from advisor.data import ImageFolder, Sample, Skipped
+from advisor.data import Sample, Skipped
 from advisor.imagecache import ImageCache, StoredImage, open_image_cache, tally_use
+from advisor.loading import ImageFolder
 from advisor.profile import Features, extract_features
 from advisor.protocol import EPS as _EPS
 from advisor.runtime import FP32, Precision, default_workers, derive_seed, isolated_random, seed_worker

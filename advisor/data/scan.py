@@ -1,33 +1,26 @@
-"""Finding, validating and splitting an image dataset.
+"""Finding and validating the images of a data folder, without decoding them: :class:`Dataset`.
 
 This is the first stage of the pipeline: files on disk -> :class:`Dataset`. It is
 written for real folders, which hold hidden files, stray CSVs, empty class folders,
-broken or looping symlinks, truncated downloads and 16-bit scans. Nothing here
-crashes on such a folder: every file that is not used is listed in
-:attr:`Dataset.skipped` with a short reason, and the only fatal errors are the ones
-where no advice is possible (:class:`DatasetError`, one line naming the path and the
-fix).
+broken or looping symlinks and names that are not valid UTF-8. Nothing here crashes on
+such a folder: every file that is not used is listed in :attr:`Dataset.skipped` with a
+short reason, and the only fatal errors are the ones where no advice is possible
+(:class:`DatasetError`, one line naming the path and the fix).
 
 Two layouts are recognised::
 
     root/<class>/**/<image>                      "flat"
     root/{train,val|valid|validation,test}/<class>/**/<image>    "split"
 
-:func:`scan` only lists files (fast, no decoding); images are decoded later by
-:func:`load_image`, usually through :class:`ImageFolder` and :func:`collate_skipping`,
-which turn a file that fails to decode into a :class:`LoadFailure` instead of an
-exception, so one bad JPEG never stops a pass over 100k images.
-
-Names are kept as the file system gives them, bytes that are not valid UTF-8 included:
-a class is its folder's raw name. :func:`display_name` turns any name into escaped,
-valid UTF-8 text for messages and reports, and :func:`summarize_skipped` caps a long
-skipped list. Symlinks are followed, also out of the data folder, within the bounds
-:data:`MAX_DEPTH`, :data:`MAX_ENTRIES` and :data:`NO_IMAGE_LIMIT` (see :func:`scan`).
+:func:`scan` only lists files (one ``stat`` each); images are decoded later
+(:mod:`advisor.data.decode`). Symlinks are followed, also out of the data folder, within
+the bounds :data:`MAX_DEPTH`, :data:`MAX_ENTRIES` and :data:`NO_IMAGE_LIMIT` (see
+:func:`scan`).
 
 Example:
-    >>> ds = scan("photos")                               # doctest: +SKIP
-    >>> train, val = stratified_split(ds, val_fraction=0.2, seed=0)  # doctest: +SKIP
-    >>> few = stratified_sample(train, per_class=50, total=500)      # doctest: +SKIP
+    >>> ds = scan("photos")            # doctest: +SKIP
+    >>> ds.classes, ds.class_counts()  # doctest: +SKIP
+    (('cat', 'dog'), {'cat': 120, 'dog': 95})
 """
 
 from __future__ import annotations
@@ -36,55 +29,24 @@ import errno
 import hashlib
 import itertools
 import json
-import math
 import os
-import re
 import stat
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-import torch
-from PIL import Image, ImageOps
-from sklearn.model_selection import train_test_split
 
-from advisor.types import SKIPPED_LIMIT, Skipped, summarize_skipped
+from advisor.data.names import display_name, quoted
+from advisor.types import Skipped
 
-__all__ = [
-    "DEFAULT_MAX_PIXELS",
-    "IMAGE_EXTENSIONS",
-    "MAX_DEPTH",
-    "MAX_ENTRIES",
-    "NO_IMAGE_LIMIT",
-    "SKIPPED_LIMIT",
-    "Dataset",
-    "DatasetError",
-    "ImageFolder",
-    "ImageLoadError",
-    "LoadFailure",
-    "Sample",
-    "Skipped",
-    "collate_skipping",
-    "display_name",
-    "find_images",
-    "load_image",
-    "parse_display_name",
-    "read_header",
-    "scan",
-    "stratified_sample",
-    "stratified_split",
-    "summarize_skipped",
-]
+__all__ = ["IMAGE_EXTENSIONS", "MAX_DEPTH", "MAX_ENTRIES", "NO_IMAGE_LIMIT", "Dataset", "DatasetError", "Sample",
+           "find_images", "scan"]
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 )
-
-# 64 MP is bigger than any camera photo a user would profile, yet an RGB decode of it
-# (about 190 MB) is still survivable; past it we assume a decompression bomb.
-DEFAULT_MAX_PIXELS: int = 64_000_000
 
 # Bounds of one listing, so that a symlink to "/" or to a huge tree costs seconds, not hours.
 #: Deepest folder level walked below the data folder. Real datasets nest a few levels;
@@ -113,39 +75,6 @@ _SPLIT_ORDER = ("train", "val", "test", "all")
 
 class DatasetError(Exception):
     """The folder cannot be used at all; ``str(err)`` is one line: the path and the fix."""
-
-
-class ImageLoadError(Exception):
-    """One image could not be read or decoded.
-
-    Attributes:
-        path: The file that failed.
-        reason: Short, user-facing cause, e.g. ``"truncated image"``.
-    """
-
-    def __init__(self, path: str | os.PathLike, reason: str) -> None:
-        self.path = os.fspath(path)
-        self.reason = reason
-        shown = os.fsdecode(self.path) if isinstance(self.path, bytes) else self.path
-        super().__init__(f"{display_name(shown)}: {display_name(reason)}")
-
-    def __reduce__(self):  # keeps the two-argument constructor picklable across workers
-        return (type(self), (self.path, self.reason))
-
-
-@dataclass(frozen=True)
-class LoadFailure(Skipped):
-    """A :class:`Skipped` produced while decoding, which also remembers the sample index.
-
-    :meth:`ImageFolder.__getitem__` returns one instead of raising, so the failure
-    survives the trip back from a DataLoader worker process; :func:`collate_skipping`
-    hands these back, and :meth:`Dataset.with_skipped` accepts them directly.
-
-    Attributes:
-        index: Position of the failed sample in the :class:`ImageFolder`.
-    """
-
-    index: int = -1
 
 
 @dataclass(frozen=True)
@@ -307,91 +236,6 @@ class Dataset:
             skipped=tuple(Skipped(s["path"], s["reason"]) for s in d.get("skipped", ())),
             empty_classes=tuple(d.get("empty_classes", ())),
         )
-
-
-# --------------------------------------------------------------------------- names
-
-_SHORT_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
-_SHORT_UNESCAPES = {"\\": "\\", "n": "\n", "r": "\r", "t": "\t"}
-_ESCAPE_RE = re.compile(r"\\(?:x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|[\\nrt])")
-
-
-def _escape_char(ch: str) -> str:
-    short = _SHORT_ESCAPES.get(ch)
-    if short:
-        return short
-    code = ord(ch)
-    if 0xDC80 <= code <= 0xDCFF:  # a byte that is not valid in the file-system encoding
-        return f"\\x{code - 0xDC00:02x}"
-    if code < 0x80:  # other ASCII controls; \x80..\xff stay reserved for raw bytes
-        return f"\\x{code:02x}"
-    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
-
-
-def display_name(name: str) -> str:
-    r"""A file name or path as printable text that still says exactly which name it was.
-
-    Paths on disk and class identity always use the raw name; this is only for what
-    people read and for files that must be valid UTF-8 (JSON, HTML, messages). Bytes
-    that are not valid in the file-system encoding (Python holds them as lone
-    surrogates) become ``\xff``; characters that :meth:`str.isprintable` rejects
-    (controls, bidi overrides, zero-width and unassigned characters, other lone
-    surrogates) become ``\n``, ``\t``, ``\r``, ``\x07``, ``\u202e`` or ``\U000e0001``;
-    a backslash becomes ``\\``. ``\xNN`` above ``\x7f`` always means a raw byte, so
-    the mapping is one-to-one: two names never display alike, and
-    :func:`parse_display_name` gives the raw name back.
-
-    Args:
-        name: A name or path as Python holds it (``os.fsdecode`` of the bytes).
-
-    Returns:
-        The same text where nothing needed escaping.
-
-    Example:
-        >>> print(display_name(os.fsdecode(b"caf\xe9\n.jpg")))
-        caf\xe9\n.jpg
-        >>> print(display_name("日本 <b>\\x.png"))
-        日本 <b>\\x.png
-    """
-    if name.isprintable() and "\\" not in name:
-        return name
-    return "".join(ch if ch.isprintable() and ch != "\\" else _escape_char(ch) for ch in name)
-
-
-def _unescape(match: re.Match) -> str:
-    text = match.group(0)
-    kind = text[1]
-    if kind in _SHORT_UNESCAPES:
-        return _SHORT_UNESCAPES[kind]
-    code = int(text[2:], 16)
-    return chr(0xDC00 + code) if kind == "x" and code >= 0x80 else chr(code)
-
-
-def parse_display_name(text: str) -> str:
-    r"""The raw name behind a :func:`display_name`: ``parse_display_name(display_name(s)) == s``.
-
-    A backslash that starts no escape is kept as it is, so text that was never escaped
-    (an old report, a hand-written path) mostly comes back unchanged.
-
-    Example:
-        >>> parse_display_name(r"caf\xe9\n.jpg") == os.fsdecode(b"caf\xe9\n.jpg")
-        True
-    """
-    return _ESCAPE_RE.sub(_unescape, text) if "\\" in text else text
-
-
-def _q(path: str | os.PathLike) -> str:
-    """Quote a path for a one-line message that any terminal can print."""
-    text = os.fspath(path)
-    if isinstance(text, bytes):
-        text = os.fsdecode(text)
-    return "'" + display_name(text) + "'"
-
-
-# --------------------------------------------------------------------------- skipped files
-
-
-# --------------------------------------------------------------------------- scanning
 
 
 _Key = tuple[int, int]  # (st_dev, st_ino): a folder's identity, whatever path reaches it
@@ -619,7 +463,7 @@ class _Walk:
         example = self.skipped[-1]  # the file that reached the limit
         raise DatasetError(
             f"data folder {self.shown} has no usable image among the first {self.n_files:,} files "
-            f"walked ({kinds}; e.g. {_q(example.path)}: {display_name(example.reason)}): pass the "
+            f"walked ({kinds}; e.g. {quoted(example.path)}: {display_name(example.reason)}): pass the "
             f"folder that holds the images ({', '.join(sorted(IMAGE_EXTENSIONS))}), one sub-folder per class"
         )
 
@@ -656,7 +500,7 @@ def _start(root: str | os.PathLike, **limits: int) -> tuple[str, str, _Walk]:
     given = os.fspath(root)
     if isinstance(given, bytes):
         given = os.fsdecode(given)
-    shown = _q(given)
+    shown = quoted(given)
     root_st = _check_root(given, shown)
     abs_root = os.path.abspath(given)
     return given, abs_root, _Walk(abs_root, root_st, shown, **limits)
@@ -758,7 +602,7 @@ def scan(
             if split in seen_split:
                 raise DatasetError(
                     f"data folder {shown} has two folders for the {split} split "
-                    f"({_q(seen_split[split])} and {_q(name)}): merge or rename one of them"
+                    f"({quoted(seen_split[split])} and {quoted(name)}): merge or rename one of them"
                 )
             seen_split[split] = name
             class_dirs, stray = walk.subfolders(path, 2)
@@ -780,7 +624,7 @@ def scan(
         example = os.path.join(given, "train" if is_split else "", "cat", "001.jpg")
         raise DatasetError(
             f"data folder {shown} has no class folders{found}: put each class's images "
-            f"in its own sub-folder, e.g. {_q(example)}"
+            f"in its own sub-folder, e.g. {quoted(example)}"
         )
 
     found_files: list[tuple[str, str, str]] = []  # (split, class, path)
@@ -797,14 +641,14 @@ def scan(
         hint = ""
         if skipped:
             first = skipped[0]
-            hint = f" ({len(skipped)} file(s) skipped, e.g. {_q(first.path)}: {display_name(first.reason)})"
+            hint = f" ({len(skipped)} file(s) skipped, e.g. {quoted(first.path)}: {display_name(first.reason)})"
         raise DatasetError(
             f"data folder {shown} has no usable images{hint}: add image files "
             f"({', '.join(sorted(IMAGE_EXTENSIONS))}) inside the class folders"
         )
     if len(classes) < 2:
         raise DatasetError(
-            f"data folder {shown} has images for only {len(classes)} class ({_q(classes[0])}): "
+            f"data folder {shown} has images for only {len(classes)} class ({quoted(classes[0])}): "
             "a classifier needs >= 2 classes; add one sub-folder of images per class"
         )
     if is_split and not any(split == "train" for split, _, _ in found_files):
@@ -828,356 +672,3 @@ def scan(
         empty_classes=empty,
     )
 
-
-# --------------------------------------------------------------------------- decoding
-
-
-def _decode_reason(err: BaseException) -> str:
-    """Short reason for an exception raised while opening or decoding an image."""
-    if isinstance(err, Image.DecompressionBombError):
-        return f"decompression bomb: {str(err).split(',')[0]}"  # drop PIL's "DOS attack" tail
-    if isinstance(err, Image.UnidentifiedImageError):
-        return "not a readable image (unknown or corrupt format)"
-    text = str(err)
-    low = text.lower()
-    if isinstance(err, EOFError) or "truncated" in low or "broken data stream" in low:
-        return f"truncated image ({text})" if text else "truncated image"
-    if isinstance(err, OSError) and err.strerror:
-        return f"unreadable: {err.strerror}"
-    kind = type(err).__name__
-    return f"corrupt image: {kind}: {text}" if text else f"corrupt image: {kind}"
-
-
-def read_header(path: str | os.PathLike) -> tuple[int, int, str, str]:
-    """Width, height, mode and format of an image, read from its header only.
-
-    Args:
-        path: Image file.
-
-    Returns:
-        ``(width, height, mode, format)``, e.g. ``(640, 480, "RGB", "JPEG")``.
-
-    Raises:
-        ImageLoadError: The file cannot be opened or is not an image PIL knows; also
-            headers so large that PIL itself refuses them as a decompression bomb.
-
-    Example:
-        >>> read_header("photos/cat/001.jpg")  # doctest: +SKIP
-        (640, 480, 'RGB', 'JPEG')
-    """
-    try:
-        with Image.open(path) as im:
-            return im.size[0], im.size[1], im.mode, im.format or ""
-    except Exception as err:  # PIL raises many types for bad files; all mean "this file".
-        raise ImageLoadError(path, _decode_reason(err)) from err
-
-
-def _scaled_gray(arr: np.ndarray, lo: float, hi: float) -> Image.Image:
-    """Map ``[lo, hi]`` linearly onto 0..255 and return an RGB image."""
-    arr = np.nan_to_num(arr.astype(np.float64), nan=lo, posinf=hi, neginf=lo)
-    span = hi - lo
-    scaled = (arr - lo) * (255.0 / span) if span > 0 else np.zeros_like(arr)
-    gray = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
-    return Image.fromarray(gray, mode="L").convert("RGB")
-
-
-def _to_rgb(im: Image.Image) -> Image.Image:
-    """8-bit RGB version of a decoded image of any PIL mode."""
-    mode = im.mode
-    if mode == "RGB":
-        return im
-    if mode.startswith("I;16"):
-        # PIL's own conversion clips at 255, which turns a 16-bit scan white.
-        return _scaled_gray(np.asarray(im), 0.0, 65535.0)
-    if mode == "I":
-        arr = np.asarray(im)
-        lo, hi = int(arr.min()), int(arr.max())
-        if lo >= 0 and hi <= 65535:  # 16-bit data stored as 32-bit (PGM, TIFF, older PNG)
-            return _scaled_gray(arr, 0.0, 65535.0)
-        return _scaled_gray(arr, float(lo), float(hi))
-    if mode == "F":
-        arr = np.asarray(im)
-        finite = arr[np.isfinite(arr)]
-        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
-        return _scaled_gray(arr, lo, hi)
-    if mode == "P" and "transparency" not in im.info:
-        return im.convert("RGB")
-    if mode in ("P", "PA", "LA", "La", "RGBA", "RGBa"):
-        # Composite onto white as image viewers do; dropping alpha would expose
-        # whatever colour the transparent pixels happen to store (often black).
-        rgba = im.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    return im.convert("RGB")  # 1, L, CMYK, YCbCr, LAB, HSV
-
-
-def load_image(
-    path: str | os.PathLike,
-    *,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    draft_size: tuple[int, int] | None = None,
-) -> Image.Image:
-    """Decode an image fully into 8-bit RGB, or raise :class:`ImageLoadError`.
-
-    The pixel count is checked from the header before any pixel is decoded. All
-    modes end up as RGB: greyscale and 1-bit are replicated, palette and alpha
-    images are composited onto white, CMYK/YCbCr are converted, 16-bit images are
-    scaled by their 0..65535 range (not clipped), float images by their min..max.
-    An EXIF rotation is applied. Animated images give their first frame.
-
-    Args:
-        path: Image file.
-        max_pixels: Refuse images with more pixels than this (decompression bombs).
-            PIL's own limit (``Image.MAX_IMAGE_PIXELS``, doubled) still applies above it.
-        draft_size: ``(width, height)`` the caller will resize to. JPEGs are then
-            decoded at the smallest power-of-two reduction that is still at least
-            this size in both sides, which is several times faster for photos;
-            other formats decode at full size.
-
-    Returns:
-        A loaded RGB ``PIL.Image.Image`` (the file is closed).
-
-    Raises:
-        ImageLoadError: Unreadable file, unknown format, truncated data, or too many
-            pixels; ``.reason`` says which.
-
-    Example:
-        >>> im = load_image("photos/cat/001.jpg", draft_size=(256, 256))  # doctest: +SKIP
-        >>> im.mode  # doctest: +SKIP
-        'RGB'
-    """
-    try:
-        with Image.open(path) as im:
-            width, height = im.size
-            if width * height > max_pixels:
-                raise ImageLoadError(
-                    path, f"decompression bomb: {width}x{height} px > limit of {max_pixels} px"
-                )
-            if draft_size is not None:
-                im.draft("RGB", (int(draft_size[0]), int(draft_size[1])))  # no-op unless JPEG
-            im.load()
-            try:
-                upright = ImageOps.exif_transpose(im)
-            except Exception:  # a broken EXIF block should not cost the image
-                upright = im
-            try:
-                rgb = _to_rgb(upright)
-            except ValueError:
-                raise ImageLoadError(path, f"unsupported colour mode {upright.mode}") from None
-            # Leaving the `with` closes `im`; hand back an image that does not share it.
-            return rgb.copy() if rgb is im else rgb
-    except ImageLoadError:
-        raise
-    except Exception as err:  # PIL raises many types for bad files; all mean "this file".
-        raise ImageLoadError(path, _decode_reason(err)) from err
-
-
-# --------------------------------------------------------------------------- torch glue
-
-
-class ImageFolder(torch.utils.data.Dataset):
-    """A torch dataset over :class:`Sample` s that never raises on a bad image.
-
-    ``__getitem__`` returns ``(image, label, index)``, or a :class:`LoadFailure`
-    when the file cannot be decoded. Failures are *returned* rather than kept on
-    ``self`` because each DataLoader worker has its own copy of this object; pass
-    ``collate_fn=collate_skipping`` to drop them from the batch and get them back.
-
-    Args:
-        samples: What to load, e.g. ``dataset.samples`` or a split of them.
-        transform: Applied to the RGB ``PIL.Image`` (e.g. ``weights.transforms()``).
-        draft_size: Passed to :func:`load_image`.
-        max_pixels: Passed to :func:`load_image`.
-
-    Example:
-        >>> folder = ImageFolder(ds.samples, weights.transforms(),
-        ...                      draft_size=(256, 256))  # doctest: +SKIP
-        >>> loader = torch.utils.data.DataLoader(folder, batch_size=64,
-        ...                                      collate_fn=collate_skipping)  # doctest: +SKIP
-        >>> for images, labels, indices, failures in loader:  # doctest: +SKIP
-        ...     ds = ds.with_skipped(failures)
-    """
-
-    def __init__(
-        self,
-        samples: Sequence[Sample],
-        transform: Callable[[Image.Image], Any] | None = None,
-        *,
-        draft_size: tuple[int, int] | None = None,
-        max_pixels: int = DEFAULT_MAX_PIXELS,
-    ) -> None:
-        self.samples = tuple(samples)
-        self.transform = transform
-        self.draft_size = draft_size
-        self.max_pixels = max_pixels
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, i: int) -> tuple[Any, int, int] | LoadFailure:
-        sample = self.samples[i]
-        try:
-            image = load_image(sample.path, max_pixels=self.max_pixels, draft_size=self.draft_size)
-        except ImageLoadError as err:
-            return LoadFailure(sample.path, err.reason, int(i))
-        if self.transform is not None:
-            image = self.transform(image)
-        return image, sample.label, int(i)
-
-
-def collate_skipping(
-    batch: Sequence[tuple[Any, int, int] | LoadFailure],
-) -> tuple[torch.Tensor | list[Any], torch.Tensor, torch.Tensor, list[LoadFailure]]:
-    """``collate_fn`` for :class:`ImageFolder`: drop failed items and report them.
-
-    Args:
-        batch: Items from :meth:`ImageFolder.__getitem__`.
-
-    Returns:
-        ``(images, labels, indices, failures)``: images stacked into one tensor (a
-        list when the transform does not produce tensors; an empty tensor when every
-        item failed), int64 ``labels`` and dataset ``indices`` of the kept items, and
-        the :class:`LoadFailure` s (each a :class:`Skipped` with ``.index``), ready
-        for :meth:`Dataset.with_skipped`.
-
-    Example:
-        >>> ok = (torch.zeros(3, 2, 2), 1, 0)
-        >>> images, labels, indices, failures = collate_skipping(
-        ...     [ok, LoadFailure("/d/b.jpg", "truncated image", 1)])
-        >>> images.shape, labels.tolist(), indices.tolist(), [f.index for f in failures]
-        (torch.Size([1, 3, 2, 2]), [1], [0], [1])
-    """
-    failures = [item for item in batch if isinstance(item, LoadFailure)]
-    kept = [item for item in batch if not isinstance(item, LoadFailure)]
-    images: torch.Tensor | list[Any]
-    if not kept:
-        images = torch.empty(0)
-    elif all(isinstance(item[0], torch.Tensor) for item in kept):
-        images = torch.stack([item[0] for item in kept])
-    else:
-        images = [item[0] for item in kept]
-    labels = torch.tensor([item[1] for item in kept], dtype=torch.int64)
-    indices = torch.tensor([item[2] for item in kept], dtype=torch.int64)
-    return images, labels, indices, failures
-
-
-# --------------------------------------------------------------------------- splitting
-
-
-def stratified_split(
-    dataset: Dataset, *, val_fraction: float = 0.2, seed: int = 0
-) -> tuple[list[Sample], list[Sample]]:
-    """Train and validation samples: the folder's own split if it has one.
-
-    With a split layout, ``train`` is returned against ``val`` (or ``test`` when
-    there is no ``val``) and ``val_fraction`` is ignored. Otherwise every sample is
-    split per class with sklearn's stratified ``train_test_split``; classes with a
-    single image stay in train. Both lists keep the dataset's order.
-
-    Args:
-        dataset: Result of :func:`scan`.
-        val_fraction: Share of the images held out, in (0, 1).
-        seed: Same seed, same split.
-
-    Returns:
-        ``(train, val)`` lists of :class:`Sample`.
-
-    Raises:
-        ValueError: ``val_fraction`` outside (0, 1).
-
-    Example:
-        >>> ds = Dataset("/d", "flat", ("a", "b"), tuple(
-        ...     Sample(f"/d/{c}/{i}.jpg", label, "all")
-        ...     for label, c in enumerate("ab") for i in range(5)))
-        >>> train, val = stratified_split(ds, val_fraction=0.2, seed=0)
-        >>> len(train), len(val), sorted(s.label for s in val)
-        (8, 2, [0, 1])
-    """
-    if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
-    splits = dataset.splits
-    held_out = "val" if "val" in splits else "test" if "test" in splits else None
-    if "train" in splits and held_out is not None:
-        return (
-            [s for s in dataset.samples if s.split == "train"],
-            [s for s in dataset.samples if s.split == held_out],
-        )
-
-    # A split folder with an empty val/test still gets a validation set, from train.
-    pool = [s for s in dataset.samples if s.split in ("train", "all")]
-    counts: dict[int, int] = {}
-    for s in pool:
-        counts[s.label] = counts.get(s.label, 0) + 1
-    eligible = [i for i, s in enumerate(pool) if counts[s.label] >= 2]
-    n_classes = sum(1 for c in counts.values() if c >= 2)
-    val_idx: set[int] = set()
-    if eligible:
-        n = len(eligible)
-        # Stratification needs >= 1 image per class on each side; n >= 2 * n_classes
-        # always holds because every eligible class has two images.
-        n_val = min(max(math.ceil(val_fraction * n), n_classes), n - n_classes)
-        _, val_pos = train_test_split(
-            np.arange(n),
-            test_size=n_val,
-            random_state=seed,
-            stratify=[pool[i].label for i in eligible],
-        )
-        val_idx = {eligible[p] for p in val_pos}
-    train = [s for i, s in enumerate(pool) if i not in val_idx]
-    val = [s for i, s in enumerate(pool) if i in val_idx]
-    return train, val
-
-
-def stratified_sample(
-    samples: Sequence[Sample], *, per_class: int | None, total: int | None, seed: int = 0
-) -> list[Sample]:
-    """A seeded subset with at most ``per_class`` images per class and ``total`` in all.
-
-    Each class is shuffled with its own seed-derived generator and its first
-    ``per_class`` images kept. When ``total`` cuts further, classes are drawn
-    round-robin (lowest label first within a round), so they stay balanced and a
-    small class keeps all it has. Asking for a larger ``total`` with the same seed
-    returns a superset. The result is in the input order.
-
-    Args:
-        samples: Samples to draw from.
-        per_class: Cap per class; ``None`` for no cap.
-        total: Cap on the result size; ``None`` for no cap.
-        seed: Same seed, same subset.
-
-    Returns:
-        The chosen samples, in their order in ``samples``.
-
-    Raises:
-        ValueError: A negative cap.
-
-    Example:
-        >>> pool = [Sample(f"/d/{i}.jpg", i % 2, "all") for i in range(10)]
-        >>> picked = stratified_sample(pool, per_class=4, total=5, seed=0)
-        >>> len(picked), sorted(s.label for s in picked)
-        (5, [0, 0, 0, 1, 1])
-    """
-    for name, cap in (("per_class", per_class), ("total", total)):
-        if cap is not None and cap < 0:
-            raise ValueError(f"{name} must be >= 0 or None, got {cap}")
-    by_label: dict[int, list[int]] = {}
-    for i, s in enumerate(samples):
-        by_label.setdefault(s.label, []).append(i)
-
-    queues: list[list[int]] = []
-    for label in sorted(by_label):
-        idx = np.asarray(by_label[label])
-        # Per-class generators: a class's draw does not depend on which other classes exist.
-        rng = np.random.default_rng([seed, label])
-        order = idx[rng.permutation(len(idx))].tolist()
-        queues.append(order[:per_class] if per_class is not None else order)
-
-    limit = sum(len(q) for q in queues) if total is None else total
-    chosen: list[int] = []
-    depth = 0
-    while len(chosen) < limit and any(depth < len(q) for q in queues):
-        for q in queues:
-            if depth < len(q) and len(chosen) < limit:
-                chosen.append(q[depth])
-        depth += 1
-    return [samples[i] for i in sorted(chosen)]
