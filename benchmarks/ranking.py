@@ -13,10 +13,10 @@ tau against the measured accuracies, with a 95 % bootstrap interval over the rep
 (every backbone is scored on the same images), twice: over every backbone (the control
 included) and over the pretrained ones only.
 
-Finished runs are kept in ``benchmarks/results/ranking/<dataset>.runs.jsonl``; the
-efficientnet_lite0 runs of ``benchmarks/budget.py`` (same protocol, same image size) are
-copied in first and found again by their keys. Rows go to ``benchmarks/results/ranking.csv``,
-the table with this command to ``docs/benchmarks.md``.
+Finished runs are kept in ``benchmarks/results/ranking/<dataset>.runs.jsonl`` (an interrupted
+run resumes). Rows go to ``benchmarks/results/ranking.csv``, the table with this command to
+``docs/benchmarks.md``. ``--tables-only`` reads the runs back (every one found by its key) and
+trains nothing: a dataset whose runs have not all finished is left out of the table.
 
     python benchmarks/ranking.py [--data ../shared/data/hymenoptera ../shared/data/calibration/*]
         [--threads 2] [--image-size 96] [--tables-only]
@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -61,11 +60,9 @@ def _measured(result, backbone: str, strategies) -> tuple[str, float, list[np.nd
 def _dataset(data: str, image_size: int, tables_only: bool) -> dict | None:
     name = Path(data).name
     results_file = _RESULTS / "ranking" / f"{name}.runs.jsonl"
-    if tables_only and not results_file.exists():
+    done = results_file.with_suffix(".done")  # every run of the dataset finished
+    if tables_only and not done.exists():
         return None
-    budget_file = _RESULTS / "budget" / f"{name}-auto.runs.jsonl"
-    if not results_file.exists() and budget_file.exists():
-        shutil.copyfile(budget_file, results_file)  # the lite0 runs, found again by their keys
     ds = scan(data)
     start = time.perf_counter()
     profiles = {b.name: b.to_dict() for b in profile(ds, PRETRAINED, config=ProfileConfig()).backbones}
@@ -82,6 +79,7 @@ def _dataset(data: str, image_size: int, tables_only: bool) -> dict | None:
     frozen_random, scratch = _measured(random, CONTROL, ("freeze",)), _measured(lite0, CONTROL, ("scratch",))
     measured[CONTROL_NAME] = max((m for m in (frozen_random, scratch) if m), key=lambda m: m[1], default=None)
     measured = {b: m for b, m in measured.items() if m is not None}
+    done.touch()
     return {"dataset": name, "profiles": profiles, "measured": measured, "seconds": time.perf_counter() - start}
 
 
